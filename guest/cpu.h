@@ -1,0 +1,58 @@
+// Inline accessors for privileged x86 instructions (the kvm-unit-tests processor.h habit). On
+// the CI machines every ring-0 instruction is emulated (~1 us), so these stay single
+// instructions and callers avoid redundant ones.
+#ifndef ACTIVEMM_GUEST_CPU_H_
+#define ACTIVEMM_GUEST_CPU_H_
+
+#include <stdint.h>
+
+#include "shared/x86.h"
+
+namespace activemm::guest {
+
+inline uint64_t ReadCr2() {
+  uint64_t v;
+  asm volatile("mov %%cr2, %0" : "=r"(v));
+  return v;
+}
+inline uint64_t ReadCr3() {
+  uint64_t v;
+  asm volatile("mov %%cr3, %0" : "=r"(v));
+  return v;
+}
+// "memory": the compiler must not move page-table stores across the switch.
+inline void WriteCr3(x86::Cr3 cr3) { asm volatile("mov %0, %%cr3" ::"r"(cr3.raw()) : "memory"); }
+inline void Invlpg(uint64_t va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
+
+inline uint64_t Rdmsr(uint32_t msr) {
+  uint32_t lo, hi;
+  asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+  return (uint64_t{hi} << 32) | lo;
+}
+inline void Wrmsr(uint32_t msr, uint64_t v) {
+  asm volatile("wrmsr" ::"c"(msr), "a"(static_cast<uint32_t>(v)),
+               "d"(static_cast<uint32_t>(v >> 32))
+               : "memory");
+}
+inline uint64_t Rdtsc() {
+  uint32_t lo, hi;
+  asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return (uint64_t{hi} << 32) | lo;
+}
+inline void OutL(uint16_t port, uint32_t v) {
+  asm volatile("outl %0, %1" ::"a"(v), "Nd"(port) : "memory");
+}
+inline void Cli() { asm volatile("cli" ::: "memory"); }
+inline void Pause() { asm volatile("pause" ::: "memory"); }
+// STI's one-instruction interrupt shadow makes "sti; hlt" atomic: an interrupt that became
+// pending before the STI wakes the HLT instead of being taken before it (SDM 6.8.3). Without
+// it, the wake-up IPI could be handled between the caller's last check and the HLT, and the
+// CPU would sleep forever.
+inline void SafeHaltThenCli() { asm volatile("sti; hlt; cli" ::: "memory"); }
+[[noreturn]] inline void HaltForever() {
+  for (;;) asm volatile("cli; hlt");
+}
+
+}  // namespace activemm::guest
+
+#endif  // ACTIVEMM_GUEST_CPU_H_

@@ -1,0 +1,47 @@
+#include "guest/kernel_map.h"
+
+#include "guest/hypercall.h"
+#include "shared/abi.h"
+#include "shared/x86.h"
+
+namespace activemm::guest {
+namespace {
+
+// Reaches table pages through the host's boot window (physical 0 .. image end + scratch mapped
+// at the kernel text base); used only while init_mm's page table is being built.
+struct BootWindowMem {
+  uint64_t* Table(uint64_t pa) { return reinterpret_cast<uint64_t*>(pa + abi::kKernelTextBase); }
+  uint64_t AllocTable() { return BootAllocPage(); }
+};
+
+}  // namespace
+
+uint64_t BuildSwapperPgd(uint64_t mem_bytes, uint64_t image_end_pa) {
+  BootWindowMem mem;
+  uint64_t root = BootAllocPage();
+  GUEST_CHECK(root != 0);
+  PageTable<BootWindowMem> pt(mem, root);
+  constexpr uint64_t kData = x86::Pte::kWritable | x86::Pte::kNoExecute;
+  for (uint64_t pa = 0; pa < mem_bytes; pa += x86::kHugePageSize) {
+    PtStatus s = pt.Map(abi::kDirectMapBase + pa, pa, kData, x86::kHugePageSize);
+    GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, pa, static_cast<uint64_t>(s));
+  }
+  // The image window is writable and executable as one region: .data and .bss share 2 MiB
+  // pages with .text, and nothing here defends against the guest's own code.
+  for (uint64_t pa = 0; pa < image_end_pa; pa += x86::kHugePageSize) {
+    PtStatus s = pt.Map(abi::kKernelTextBase + pa, pa, x86::Pte::kWritable, x86::kHugePageSize);
+    GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, pa, static_cast<uint64_t>(s));
+  }
+  return root;
+}
+
+uint64_t AllocPgdWithKernelHalf(uint64_t swapper_pgd_pa) {
+  uint64_t pgd = AllocPage();
+  if (pgd == 0) return 0;
+  auto* dst = static_cast<uint64_t*>(PhysToVirt(pgd));
+  const auto* src = static_cast<const uint64_t*>(PhysToVirt(swapper_pgd_pa));
+  for (int i = abi::kFirstKernelPml4Index; i < x86::kEntriesPerTable; ++i) dst[i] = src[i];
+  return pgd;
+}
+
+}  // namespace activemm::guest

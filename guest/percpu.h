@@ -1,0 +1,60 @@
+// Per-CPU data. %gs points at the running CPU's PerCpu (IA32_GS_BASE), so this_cpu() is one
+// load; the guest never runs SWAPGS because ring-3 code cannot change GS_BASE (CR4.FSGSBASE=0).
+#ifndef ACTIVEMM_GUEST_PERCPU_H_
+#define ACTIVEMM_GUEST_PERCPU_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest/asm_offsets.h"
+#include "shared/abi.h"
+
+namespace activemm::guest {
+
+// 64-bit task-state segment (SDM 8.7).
+struct [[gnu::packed]] Tss {
+  uint32_t reserved0;
+  uint64_t rsp0;  // stack for traps from ring 3
+  uint64_t rsp1;
+  uint64_t rsp2;
+  uint64_t reserved1;
+  uint64_t ist[7];  // IST1 is the double-fault stack
+  uint64_t reserved2;
+  uint16_t reserved3;
+  uint16_t iomap_base;
+};
+static_assert(sizeof(Tss) == 104);
+
+inline constexpr int kGdtEntries = 7;  // null, kernel code/data, user data/code, TSS (2 slots)
+inline constexpr size_t kIstStackSize = 4096;
+
+struct PerCpu {
+  PerCpu* self;         // %gs:0
+  uint64_t resume_rsp;  // enter_user / resume_kernel
+  Tss tss;
+  uint32_t cpu;
+  uint32_t apic_id;
+  alignas(8) uint64_t gdt[kGdtEntries];
+  abi::CpuMailbox* mailbox;
+  uint32_t ipis_received;  // atomic: the IPI handler increments it
+  alignas(16) uint8_t ist_stack[kIstStackSize];
+};
+static_assert(offsetof(PerCpu, self) == PERCPU_SELF);
+static_assert(offsetof(PerCpu, resume_rsp) == PERCPU_RESUME_RSP);
+static_assert(offsetof(PerCpu, tss) + offsetof(Tss, rsp0) == PERCPU_TSS_RSP0);
+
+extern PerCpu percpu[abi::kMaxCpus];
+
+inline PerCpu* this_cpu() {
+  PerCpu* p;
+  asm("mov %%gs:0, %0" : "=r"(p));
+  return p;
+}
+
+// Boot parameters, readable on every CPU (set by each CPU at entry, before anything else).
+extern const abi::BootParams* boot_params;
+extern abi::GuestInfo* guest_info;
+
+}  // namespace activemm::guest
+
+#endif  // ACTIVEMM_GUEST_PERCPU_H_

@@ -1,0 +1,48 @@
+#include "guest/traps.h"
+
+#include "guest/apic.h"
+#include "guest/cpu.h"
+#include "guest/hypercall.h"
+#include "guest/percpu.h"
+#include "guest/user_mode.h"
+#include "shared/x86.h"
+
+namespace activemm::guest {
+
+void ReportUnexpectedTrap(const TrapFrame& f) {
+  Cli();
+  abi::FaultReport& r = this_cpu()->mailbox->panic.fault;
+  r.vector = f.vector;
+  r.error_code = f.error_code;
+  r.cr2 = ReadCr2();
+  r.cr3 = ReadCr3();
+  r.rip = f.rip;
+  r.cs = f.cs;
+  r.rflags = f.rflags;
+  r.rsp = f.rsp;
+  r.ss = f.ss;
+  Hypercall(abi::Hypercall::kException);
+  HaltForever();
+}
+
+}  // namespace activemm::guest
+
+using namespace activemm::guest;
+
+extern "C" void trap_dispatch(TrapFrame* f) {
+  switch (f->vector) {
+    case activemm::x86::kVecInvalidOpcode:
+      // ud2 from ring 3 is the way back into the kernel (no SYSCALL on the CI hypervisor).
+      if (FromUser(*f) && HandleUserTrap(*f)) return;
+      break;
+    case kVecIpiTest:
+      __atomic_add_fetch(&this_cpu()->ipis_received, 1, __ATOMIC_RELAXED);
+      ApicEoi();
+      return;
+    case kVecSpurious:
+      return;
+    default:
+      break;
+  }
+  ReportUnexpectedTrap(*f);
+}

@@ -1,0 +1,349 @@
+#include "vmm/runner.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "absl/strings/str_format.h"
+#include "vmm/guest_report.h"
+
+namespace activemm {
+namespace {
+
+constexpr int kKickSignal = SIGUSR1;
+
+// The kick signal only has to interrupt KVM_RUN (EINTR): its handler does nothing. Installed
+// without SA_RESTART so the ioctl is not transparently restarted.
+void InstallKickHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sigaction(kKickSignal, &sa, nullptr);
+  });
+}
+
+}  // namespace
+
+const char* OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kCompleted: return "completed";
+    case Outcome::kGuestException: return "guest exception";
+    case Outcome::kGuestPanic: return "guest panic";
+    case Outcome::kVcpuError: return "vCPU error";
+    case Outcome::kWatchdog: return "watchdog";
+    case Outcome::kCheckFailed: return "check failed";
+    case Outcome::kHostError: return "host error";
+  }
+  return "?";
+}
+
+Runner::Runner(Vm& vm, RunOptions options)
+    : vm_(vm),
+      options_(std::move(options)),
+      n_(vm.num_vcpus()),
+      state_(n_),
+      checkpoint_sregs_(n_),
+      at_checkpoint_(n_, false) {}
+
+RunResult Runner::Run() {
+  InstallKickHandler();
+  const Clock::time_point start = Clock::now();
+  {
+    // Under the lock: a vCPU that fails at once kicks the others through threads_, which must
+    // not be growing meanwhile. A thread not started yet needs no kick; it sees stop_.
+    std::lock_guard<std::mutex> l(mu_);
+    live_ = n_;
+    last_progress_ = start;
+    threads_.reserve(n_);
+    for (int i = 0; i < n_; ++i) threads_.emplace_back([this, i] { VcpuLoop(i); });
+  }
+
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto timeout = absl::ToChronoNanoseconds(options_.timeout);
+    while (exited_ < n_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(50));
+      if (stop_ || exited_ == n_ || handler_running_) continue;
+      if (Clock::now() - last_progress_ > timeout) {
+        // Stop first so every thread records where its vCPU was; the report is built after.
+        FailLocked(Outcome::kWatchdog, -1, "");
+      }
+    }
+  }
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+
+  std::lock_guard<std::mutex> l(mu_);
+  if (result_.outcome == Outcome::kWatchdog) result_.report = WatchdogReport();
+  result_.vcpus = state_;
+  result_.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result_;
+}
+
+std::string Runner::WatchdogReport() {
+  std::string r = absl::StrFormat(
+      "watchdog: the guest made no progress (no hypercall from any CPU) for %s; it was stopped. "
+      "Where each vCPU was:",
+      absl::FormatDuration(options_.timeout));
+  for (int i = 0; i < n_; ++i) {
+    const VcpuFinalState& s = state_[i];
+    std::string where;
+    switch (s.phase) {
+      case VcpuFinalState::Phase::kDone: where = "finished"; break;
+      case VcpuFinalState::Phase::kFailed: where = "failed"; break;
+      case VcpuFinalState::Phase::kAtCheckpoint:
+        where = absl::StrFormat("waiting in the host at checkpoint %d for the other CPUs",
+                                s.checkpoint);
+        break;
+      case VcpuFinalState::Phase::kRunning:
+        where = s.have_regs ? FormatVcpuPosition(s.regs, s.sregs, s.halted, vm_.image())
+                            : "running (registers unavailable)";
+        break;
+    }
+    r += absl::StrFormat("\n  vCPU %d: %s", i, where);
+  }
+  return r;
+}
+
+void Runner::VcpuLoop(int cpu) {
+  Vcpu& vcpu = vm_.vcpu(cpu);
+  for (;;) {
+    if (stop_.load()) break;
+    absl::StatusOr<uint32_t> reason = vcpu.Run();
+    if (!reason.ok()) {
+      Fail(Outcome::kHostError, cpu, std::string(reason.status().message()));
+      break;
+    }
+    if (*reason == KVM_EXIT_INTR) continue;  // kicked (stop_ is set) or a stray signal
+    if (!HandleExit(cpu, *reason)) break;
+  }
+  // Record where this vCPU stopped, from its own thread, while nothing else runs it.
+  absl::StatusOr<kvm_regs> regs = vcpu.GetRegs();
+  absl::StatusOr<kvm_sregs> sregs = vcpu.GetSregs();
+  absl::StatusOr<uint32_t> mp = vcpu.GetMpState();
+  std::lock_guard<std::mutex> l(mu_);
+  VcpuFinalState& s = state_[cpu];
+  if (regs.ok() && sregs.ok()) {
+    s.have_regs = true;
+    s.regs = *regs;
+    s.sregs = *sregs;
+    s.halted = mp.ok() && *mp == KVM_MP_STATE_HALTED;
+  }
+  ++exited_;
+  cv_.notify_all();
+}
+
+bool Runner::HandleExit(int cpu, uint32_t reason) {
+  kvm_run* run = vm_.vcpu(cpu).run();
+  switch (reason) {
+    case KVM_EXIT_IO: {
+      const auto& io = run->io;
+      if (io.direction == KVM_EXIT_IO_OUT && io.port == abi::kHypercallPort && io.size == 4 &&
+          io.count == 1) {
+        uint32_t nr;
+        std::memcpy(&nr, reinterpret_cast<const uint8_t*>(run) + io.data_offset, sizeof nr);
+        return HandleHypercall(cpu, nr);
+      }
+      Fail(Outcome::kVcpuError, cpu,
+           absl::StrFormat("CPU %d: unexpected port I/O: %s of %d byte(s) at port %#x", cpu,
+                           io.direction == KVM_EXIT_IO_OUT ? "write" : "read", io.size, io.port));
+      return false;
+    }
+    case KVM_EXIT_MMIO:
+      Fail(Outcome::kVcpuError, cpu,
+           absl::StrFormat("CPU %d: %s of %d byte(s) at guest physical %#x, outside guest RAM",
+                           cpu, run->mmio.is_write ? "write" : "read", run->mmio.len,
+                           run->mmio.phys_addr));
+      return false;
+    case KVM_EXIT_SHUTDOWN:
+      Fail(Outcome::kVcpuError, cpu,
+           absl::StrFormat("CPU %d: triple fault (an exception while the guest could not "
+                           "handle exceptions, e.g. before its IDT was loaded)",
+                           cpu));
+      return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+      Fail(Outcome::kVcpuError, cpu,
+           absl::StrFormat("CPU %d: KVM internal error, suberror %d%s", cpu,
+                           run->internal.suberror,
+                           run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                               ? " (KVM could not emulate an instruction)"
+                               : ""));
+      return false;
+    case KVM_EXIT_FAIL_ENTRY:
+      Fail(Outcome::kVcpuError, cpu,
+           absl::StrFormat("CPU %d: VM entry failed, hardware reason %#x", cpu,
+                           run->fail_entry.hardware_entry_failure_reason));
+      return false;
+    case KVM_EXIT_HLT:
+      // Only without an in-kernel irqchip; activemm always has one.
+      Fail(Outcome::kVcpuError, cpu, absl::StrFormat("CPU %d: unexpected HLT exit", cpu));
+      return false;
+    default:
+      Fail(Outcome::kVcpuError, cpu,
+           absl::StrFormat("CPU %d: unexpected KVM exit reason %d", cpu, reason));
+      return false;
+  }
+}
+
+bool Runner::HandleHypercall(int cpu, uint32_t nr) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    last_progress_ = Clock::now();
+  }
+  GuestMemory& mem = vm_.memory();
+  absl::StatusOr<abi::CpuMailbox> mb = mem.Read<abi::CpuMailbox>(abi::MailboxPa(cpu));
+  if (!mb.ok()) {
+    Fail(Outcome::kHostError, cpu, std::string(mb.status().message()));
+    return false;
+  }
+  switch (static_cast<abi::Hypercall>(nr)) {
+    case abi::Hypercall::kHello: {
+      absl::StatusOr<abi::GuestInfo> info = mem.Read<abi::GuestInfo>(abi::kGuestInfoPa);
+      if (!info.ok() || info->abi_version != abi::kAbiVersion) {
+        Fail(Outcome::kGuestPanic, cpu,
+             absl::StrFormat("CPU %d: the guest speaks ABI version %d, the host %d", cpu,
+                             info.ok() ? info->abi_version : 0, abi::kAbiVersion));
+        return false;
+      }
+      return true;
+    }
+    case abi::Hypercall::kLog: {
+      uint32_t len = std::min<uint32_t>(mb->log_len, abi::kLogMax);
+      std::string line = absl::StrFormat(
+          "cpu %d: %s", cpu, GuestMemory::BoundedString(mb->log, len));
+      if (options_.verbose) std::fprintf(stderr, "[guest] %s\n", line.c_str());
+      std::lock_guard<std::mutex> l(mu_);
+      result_.log.push_back(std::move(line));
+      return true;
+    }
+    case abi::Hypercall::kCheckpoint:
+      Checkpoint(cpu, mb->arg[0]);
+      return !stop_.load();
+    case abi::Hypercall::kPanic:
+      Fail(Outcome::kGuestPanic, cpu, FormatPanic(cpu, mb->panic));
+      return false;
+    case abi::Hypercall::kException:
+      Fail(Outcome::kGuestException, cpu, FormatFault(cpu, mb->panic.fault, vm_.image()));
+      return false;
+    case abi::Hypercall::kDone:
+      if (mb->arg[0] != 0) {
+        Fail(Outcome::kGuestPanic, cpu,
+             absl::StrFormat("CPU %d finished with status %d", cpu, mb->arg[0]));
+        return false;
+      }
+      Finish(cpu);
+      return false;
+  }
+  Fail(Outcome::kGuestPanic, cpu, absl::StrFormat("CPU %d: unknown hypercall %d", cpu, nr));
+  return false;
+}
+
+void Runner::Checkpoint(int cpu, uint64_t id) {
+  absl::StatusOr<kvm_sregs> sregs = vm_.vcpu(cpu).GetSregs();
+  if (!sregs.ok()) {
+    Fail(Outcome::kHostError, cpu, std::string(sregs.status().message()));
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stop_) return;
+  state_[cpu].phase = VcpuFinalState::Phase::kAtCheckpoint;
+  state_[cpu].checkpoint = id;
+  checkpoint_sregs_[cpu] = *sregs;
+  at_checkpoint_[cpu] = true;
+  ++arrived_;
+  const uint64_t gen = generation_;
+  MaybeReleaseLocked(lock);
+  cv_.wait(lock, [&] { return generation_ != gen || stop_; });
+}
+
+void Runner::Finish(int cpu) {
+  std::unique_lock<std::mutex> lock(mu_);
+  state_[cpu].phase = VcpuFinalState::Phase::kDone;
+  --live_;
+  // The others may all be waiting for this one at a checkpoint it will never reach; if so the
+  // barrier is complete without it.
+  MaybeReleaseLocked(lock);
+}
+
+void Runner::MaybeReleaseLocked(std::unique_lock<std::mutex>& lock) {
+  if (stop_ || arrived_ == 0 || arrived_ != live_) return;
+  uint64_t id = 0;
+  int first = -1;
+  for (int i = 0; i < n_; ++i) {
+    if (!at_checkpoint_[i]) continue;
+    if (first < 0) {
+      first = i;
+      id = state_[i].checkpoint;
+    } else if (state_[i].checkpoint != id) {
+      FailLocked(Outcome::kCheckFailed, i,
+                 absl::StrFormat("CPUs met at different checkpoints: CPU %d at %d, CPU %d at %d",
+                                 first, id, i, state_[i].checkpoint));
+      return;
+    }
+  }
+  absl::Status status = absl::OkStatus();
+  if (options_.on_checkpoint) {
+    // Every live vCPU is parked in this barrier, so guest memory is quiet while the handler
+    // reads it. The lock is dropped so the watchdog loop keeps running (it pauses while
+    // handler_running_ is set: host work is not a hung guest).
+    handler_running_ = true;
+    std::vector<kvm_sregs> sregs = checkpoint_sregs_;
+    std::vector<bool> present = at_checkpoint_;
+    lock.unlock();
+    status = options_.on_checkpoint(CheckpointView{id, vm_.memory(), sregs, present});
+    lock.lock();
+    handler_running_ = false;
+  }
+  last_progress_ = Clock::now();
+  if (!status.ok()) {
+    FailLocked(Outcome::kCheckFailed, -1,
+               absl::StrFormat("at checkpoint %d: %s", id, status.message()));
+    return;
+  }
+  ++result_.checkpoints_passed;
+  for (int i = 0; i < n_; ++i) {
+    if (!at_checkpoint_[i]) continue;
+    at_checkpoint_[i] = false;
+    state_[i].phase = VcpuFinalState::Phase::kRunning;
+  }
+  arrived_ = 0;
+  ++generation_;
+  cv_.notify_all();
+}
+
+void Runner::Fail(Outcome outcome, int cpu, std::string report) {
+  std::lock_guard<std::mutex> l(mu_);
+  FailLocked(outcome, cpu, std::move(report));
+}
+
+void Runner::FailLocked(Outcome outcome, int cpu, std::string report) {
+  if (cpu >= 0 && state_[cpu].phase != VcpuFinalState::Phase::kDone) {
+    state_[cpu].phase = VcpuFinalState::Phase::kFailed;
+  }
+  if (!failed_) {  // the first failure is the one reported
+    failed_ = true;
+    result_.outcome = outcome;
+    result_.failed_cpu = cpu;
+    result_.report = std::move(report);
+  }
+  StopAllLocked();
+}
+
+void Runner::StopAllLocked() {
+  if (stop_.exchange(true)) return;
+  // Order matters: stop_ first (a thread about to enter KVM_RUN sees it), then
+  // immediate_exit (a thread past that check but not yet in the guest returns at once), then
+  // the signal (a thread already in the guest exits with EINTR).
+  for (int i = 0; i < n_; ++i) vm_.vcpu(i).RequestImmediateExit();
+  for (int i = 0; i < n_ && i < static_cast<int>(threads_.size()); ++i) {
+    pthread_kill(threads_[i].native_handle(), kKickSignal);
+  }
+  cv_.notify_all();
+}
+
+}  // namespace activemm

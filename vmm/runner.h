@@ -1,0 +1,121 @@
+// Runs a Vm: one host thread per vCPU, each a loop of KVM_RUN and a switch on the exit reason;
+// the hypercall protocol (shared/abi.h); the checkpoint barrier at which the host inspects a
+// quiet guest; and a watchdog that stops a guest that makes no progress. Every way a run can
+// end is a RunResult, never a hang and never a crash of the host.
+#ifndef ACTIVEMM_VMM_RUNNER_H_
+#define ACTIVEMM_VMM_RUNNER_H_
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "vmm/vm.h"
+
+namespace activemm {
+
+enum class Outcome {
+  kCompleted,       // every vCPU reported done with status 0
+  kGuestException,  // an unexpected exception in the guest
+  kGuestPanic,      // a failed GUEST_CHECK, or a CPU done with a nonzero status
+  kVcpuError,       // triple fault, emulation failure, failed entry, unexpected I/O or MMIO
+  kWatchdog,        // no progress within the timeout
+  kCheckFailed,     // the host's checks at a checkpoint found a violation
+  kHostError,       // a KVM ioctl failed
+};
+const char* OutcomeName(Outcome o);
+
+// What the host sees at a checkpoint: all vCPUs that are still running are stopped in the host.
+struct CheckpointView {
+  uint64_t id;
+  GuestMemory& memory;
+  // Per vCPU: its special registers as it entered the checkpoint (for its real CR3), or
+  // nullopt-like `present[i] == false` for a vCPU that had already finished.
+  const std::vector<kvm_sregs>& sregs;
+  const std::vector<bool>& present;
+};
+using CheckpointHandler = std::function<absl::Status(const CheckpointView&)>;
+
+struct RunOptions {
+  absl::Duration timeout = absl::Seconds(10);  // longest time without any hypercall
+  bool verbose = false;                        // echo guest log lines to stderr
+  CheckpointHandler on_checkpoint;             // may be empty
+};
+
+struct VcpuFinalState {
+  enum class Phase { kRunning, kAtCheckpoint, kDone, kFailed };
+  Phase phase = Phase::kRunning;
+  uint64_t checkpoint = 0;  // last checkpoint id it reached
+  bool have_regs = false;
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  bool halted = false;
+};
+
+struct RunResult {
+  Outcome outcome = Outcome::kCompleted;
+  int failed_cpu = -1;
+  std::string report;  // empty when completed; otherwise what happened, multi-line
+  std::vector<VcpuFinalState> vcpus;
+  std::vector<std::string> log;  // guest log lines, "cpu N: text"
+  uint64_t checkpoints_passed = 0;
+  double seconds = 0;
+};
+
+class Runner {
+ public:
+  Runner(Vm& vm, RunOptions options);
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  RunResult Run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void VcpuLoop(int cpu);
+  // Returns false when the vCPU must leave its loop.
+  bool HandleExit(int cpu, uint32_t reason);
+  bool HandleHypercall(int cpu, uint32_t nr);
+  void Checkpoint(int cpu, uint64_t id);
+  void Finish(int cpu);
+  // Runs the handler and releases the barrier once every live vCPU is waiting. mu_ held.
+  void MaybeReleaseLocked(std::unique_lock<std::mutex>& lock);
+  void Fail(Outcome outcome, int cpu, std::string report);
+  void FailLocked(Outcome outcome, int cpu, std::string report);
+  void StopAllLocked();
+  std::string WatchdogReport();
+
+  Vm& vm_;
+  RunOptions options_;
+  const int n_;
+  std::vector<std::thread> threads_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;  // barrier release, vCPU exit, failure
+  std::atomic<bool> stop_{false};
+  bool failed_ = false;
+  RunResult result_;
+  std::vector<VcpuFinalState> state_;
+  std::vector<kvm_sregs> checkpoint_sregs_;
+  std::vector<bool> at_checkpoint_;
+  int live_ = 0;      // vCPUs neither done nor failed
+  int arrived_ = 0;   // live vCPUs waiting at the barrier
+  int exited_ = 0;    // vCPU threads that have left their loop
+  uint64_t generation_ = 0;
+  bool handler_running_ = false;
+  Clock::time_point last_progress_;
+};
+
+}  // namespace activemm
+
+#endif  // ACTIVEMM_VMM_RUNNER_H_
