@@ -73,8 +73,8 @@ void LoadCpuDescriptors(PerCpu* cpu) {
   cpu->gdt[3] = kUserData;
   cpu->gdt[4] = kUserCode;
   // 64-bit available TSS descriptor, 16 bytes (SDM 8.2.3).
-  cpu->gdt[5] = (sizeof(Tss) - 1) | ((tss & 0xffffff) << 16) | (0x89ull << 40) |
-                (((tss >> 24) & 0xff) << 56);
+  cpu->gdt[5] =
+      (sizeof(Tss) - 1) | ((tss & 0xffffff) << 16) | (0x89ull << 40) | (((tss >> 24) & 0xff) << 56);
   cpu->gdt[6] = tss >> 32;
   DescriptorPointer p{sizeof cpu->gdt - 1, reinterpret_cast<uint64_t>(cpu->gdt)};
   asm volatile(

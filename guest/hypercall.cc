@@ -8,9 +8,7 @@
 
 namespace activemm::guest {
 
-void Hypercall(abi::Hypercall nr) {
-  OutL(abi::kHypercallPort, static_cast<uint32_t>(nr));
-}
+void Hypercall(abi::Hypercall nr) { OutL(abi::kHypercallPort, static_cast<uint32_t>(nr)); }
 
 void Log(const char* fmt, ...) {
   abi::CpuMailbox* mb = this_cpu()->mailbox;

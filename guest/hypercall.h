@@ -29,14 +29,14 @@ void Checkpoint(uint64_t id);
 
 // GUEST_CHECK(cond) / GUEST_CHECK_VALUES(cond, n, v0...): the guest has no exceptions and no
 // Status; a broken invariant is reported with file, line, the expression and up to four values.
-#define GUEST_CHECK(cond)                                                      \
-  do {                                                                         \
-    if (__builtin_expect(!(cond), 0))                                          \
-      ::activemm::guest::Panic(__FILE__, __LINE__, "check failed: " #cond);    \
+#define GUEST_CHECK(cond)                                                   \
+  do {                                                                      \
+    if (__builtin_expect(!(cond), 0))                                       \
+      ::activemm::guest::Panic(__FILE__, __LINE__, "check failed: " #cond); \
   } while (0)
-#define GUEST_CHECK_VALUES(cond, n, ...)                                             \
-  do {                                                                               \
-    if (__builtin_expect(!(cond), 0))                                                \
+#define GUEST_CHECK_VALUES(cond, n, ...)                                                    \
+  do {                                                                                      \
+    if (__builtin_expect(!(cond), 0))                                                       \
       ::activemm::guest::Panic(__FILE__, __LINE__, "check failed: " #cond, n, __VA_ARGS__); \
   } while (0)
 

@@ -19,8 +19,8 @@ static_assert(sizeof(TrapFrame) == 22 * 8);
 inline bool FromUser(const TrapFrame& f) { return (f.cs & 3) == 3; }
 
 // Vectors of the guest's own interrupts.
-inline constexpr int kVecIpiTest = 0xf0;    // the self-test's IPI
-inline constexpr int kVecSpurious = 0xff;   // APIC spurious vector (no EOI, SDM 11.9)
+inline constexpr int kVecIpiTest = 0xf0;   // the self-test's IPI
+inline constexpr int kVecSpurious = 0xff;  // APIC spurious vector (no EOI, SDM 11.9)
 
 // Reports an unexpected exception to the host and stops this CPU.
 [[noreturn]] void ReportUnexpectedTrap(const TrapFrame& f);

@@ -15,7 +15,7 @@ namespace activemm::abi {
 
 inline constexpr uint32_t kAbiVersion = ACTIVEMM_ABI_VERSION;
 inline constexpr uint64_t kImageMagic = ACTIVEMM_IMAGE_MAGIC;  // "AMMGUEST"
-inline constexpr uint64_t kBootMagic = 0x544f4f424d4d41ull;      // "AMMBOOT"
+inline constexpr uint64_t kBootMagic = 0x544f4f424d4d41ull;    // "AMMBOOT"
 
 inline constexpr uint32_t kMaxCpus = 64;
 
@@ -42,9 +42,9 @@ inline constexpr uint64_t kDefaultMemBytes = 256ull << 20;
 
 // ---- Guest virtual memory layout (the kernel half is shared by every address space) -----------
 // Same places as Linux x86-64 with 4-level paging (Documentation/arch/x86/x86_64/mm.rst).
-inline constexpr uint64_t kDirectMapBase = 0xffff888000000000ull;   // all RAM, 2 MiB pages
+inline constexpr uint64_t kDirectMapBase = 0xffff888000000000ull;       // all RAM, 2 MiB pages
 inline constexpr uint64_t kKernelTextBase = ACTIVEMM_KERNEL_TEXT_BASE;  // physical 0 .. image end
-inline constexpr int kFirstKernelPml4Index = 256;                   // entries 256..511
+inline constexpr int kFirstKernelPml4Index = 256;                       // entries 256..511
 // User half used by the guest's user tasks.
 inline constexpr uint64_t kUserTextVa = 0x0000000000400000ull;
 inline constexpr uint64_t kUserDataVa = 0x0000000010000000ull;
@@ -205,7 +205,9 @@ constexpr uint64_t MailboxPa(uint32_t cpu) { return kMailboxPa + cpu * kMailboxS
 
 // The value ring 3 writes at user virtual address va (both sides compute it).
 constexpr uint64_t UserPattern(uint64_t seed, uint64_t va) { return seed ^ va; }
-constexpr uint64_t SelftestSeed(uint32_t cpu) { return 0xa5a5000000000000ull ^ (uint64_t{cpu} << 40); }
+constexpr uint64_t SelftestSeed(uint32_t cpu) {
+  return 0xa5a5000000000000ull ^ (uint64_t{cpu} << 40);
+}
 
 }  // namespace activemm::abi
 

@@ -182,15 +182,24 @@ class PageTable {
 
 constexpr const char* PtStatusName(PtStatus s) {
   switch (s) {
-    case PtStatus::kOk: return "ok";
-    case PtStatus::kNotMapped: return "not mapped";
-    case PtStatus::kBadTable: return "table address outside guest RAM";
-    case PtStatus::kNoMemory: return "out of memory for a table page";
-    case PtStatus::kAlreadyMapped: return "already mapped";
-    case PtStatus::kHugeInTheWay: return "a huge page covers the address";
-    case PtStatus::kNotCanonical: return "non-canonical address";
-    case PtStatus::kMisaligned: return "misaligned address";
-    case PtStatus::kBudgetExceeded: return "too many entries (looping tables?)";
+    case PtStatus::kOk:
+      return "ok";
+    case PtStatus::kNotMapped:
+      return "not mapped";
+    case PtStatus::kBadTable:
+      return "table address outside guest RAM";
+    case PtStatus::kNoMemory:
+      return "out of memory for a table page";
+    case PtStatus::kAlreadyMapped:
+      return "already mapped";
+    case PtStatus::kHugeInTheWay:
+      return "a huge page covers the address";
+    case PtStatus::kNotCanonical:
+      return "non-canonical address";
+    case PtStatus::kMisaligned:
+      return "misaligned address";
+    case PtStatus::kBudgetExceeded:
+      return "too many entries (looping tables?)";
   }
   return "?";
 }

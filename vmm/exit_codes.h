@@ -18,13 +18,18 @@ enum ExitCode : int {
 
 inline int ExitCodeFor(Outcome o) {
   switch (o) {
-    case Outcome::kCompleted: return kExitOk;
-    case Outcome::kCheckFailed: return kExitCheckFailed;
+    case Outcome::kCompleted:
+      return kExitOk;
+    case Outcome::kCheckFailed:
+      return kExitCheckFailed;
     case Outcome::kGuestException:
     case Outcome::kGuestPanic:
-    case Outcome::kVcpuError: return kExitGuestFailed;
-    case Outcome::kWatchdog: return kExitWatchdog;
-    case Outcome::kHostError: return kExitHostError;
+    case Outcome::kVcpuError:
+      return kExitGuestFailed;
+    case Outcome::kWatchdog:
+      return kExitWatchdog;
+    case Outcome::kHostError:
+      return kExitHostError;
   }
   return kExitHostError;
 }

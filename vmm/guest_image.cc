@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -15,7 +16,7 @@ namespace activemm {
 absl::StatusOr<GuestImage> GuestImage::Embedded() {
   return Parse(absl::MakeConstSpan(activemm_guest_bin_start, activemm_guest_bin_end),
                absl::string_view(activemm_guest_syms_start,
-                                activemm_guest_syms_end - activemm_guest_syms_start));
+                                 activemm_guest_syms_end - activemm_guest_syms_start));
 }
 
 absl::StatusOr<GuestImage> GuestImage::Parse(absl::Span<const uint8_t> bytes,
@@ -37,15 +38,15 @@ absl::StatusOr<GuestImage> GuestImage::Parse(absl::Span<const uint8_t> bytes,
   }
   if (h.header_size != sizeof(abi::GuestImageHeader) || h.load_pa != abi::kImageLoadPa ||
       h.link_va != abi::kKernelTextBase + abi::kImageLoadPa) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "guest image header does not match the ABI (size %d, load %#x, link %#x)",
-        h.header_size, h.load_pa, h.link_va));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("guest image header does not match the ABI (size %d, load %#x, link %#x)",
+                        h.header_size, h.load_pa, h.link_va));
   }
   if (h.end_va < h.link_va + bytes.size() || h.entry_va < h.link_va ||
       h.entry_va >= h.link_va + bytes.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "guest image header is inconsistent (entry %#x, end %#x, %d bytes)", h.entry_va,
-        h.end_va, bytes.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("guest image header is inconsistent (entry %#x, end %#x, %d bytes)",
+                        h.entry_va, h.end_va, bytes.size()));
   }
   img.bytes_ = bytes;
   for (absl::string_view line : absl::StrSplit(symbols, '\n', absl::SkipEmpty())) {
@@ -58,8 +59,11 @@ absl::StatusOr<GuestImage> GuestImage::Parse(absl::Span<const uint8_t> bytes,
     if (f[1] != "T" && f[1] != "t" && f[1] != "W" && f[1] != "w") continue;  // code only
     img.symbols_.push_back({va, std::string(f[2])});
   }
+  // Linker-script markers ("__user_text_start") share addresses with functions; order them
+  // first among equals so that Symbolize, which takes the last candidate, names the function.
+  auto key = [](const Symbol& s) { return std::make_pair(s.va, !absl::StartsWith(s.name, "__")); };
   std::sort(img.symbols_.begin(), img.symbols_.end(),
-            [](const Symbol& a, const Symbol& b) { return a.va < b.va; });
+            [&](const Symbol& a, const Symbol& b) { return key(a) < key(b); });
   return img;
 }
 
@@ -73,8 +77,9 @@ std::string GuestImage::Symbolize(uint64_t va) const {
 
 uint64_t GuestImage::UserTextAlias(uint64_t user_va) const {
   if (user_va < abi::kUserTextVa) return 0;
-  uint64_t alias = user_text_start_ + (user_va - abi::kUserTextVa);
-  return alias < user_text_end_ ? alias : 0;
+  uint64_t offset = user_va - abi::kUserTextVa;
+  if (offset >= user_text_end_ - user_text_start_) return 0;
+  return user_text_start_ + offset;
 }
 
 }  // namespace activemm

@@ -6,8 +6,8 @@
 #include <stdint.h>
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -41,7 +41,7 @@ class GuestImage {
   };
   abi::GuestImageHeader header_{};
   absl::Span<const uint8_t> bytes_;
-  std::vector<Symbol> symbols_;  // ascending
+  std::vector<Symbol> symbols_;   // ascending
   uint64_t user_text_start_ = 0;  // __user_text_start / __user_text_end, when listed
   uint64_t user_text_end_ = 0;
 };

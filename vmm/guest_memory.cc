@@ -13,8 +13,8 @@ absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::Create(uint64_t bytes)
   void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "cannot map %d MiB of guest memory: %s", bytes >> 20, std::strerror(errno)));
+    return absl::ResourceExhaustedError(absl::StrFormat("cannot map %d MiB of guest memory: %s",
+                                                        bytes >> 20, std::strerror(errno)));
   }
   return std::unique_ptr<GuestMemory>(new GuestMemory(static_cast<uint8_t*>(m), bytes, true));
 }

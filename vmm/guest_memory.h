@@ -31,9 +31,7 @@ class GuestMemory {
   // For KVM_SET_USER_MEMORY_REGION only; everything else uses the checked accessors.
   uint8_t* host_base() const { return base_; }
 
-  bool Contains(uint64_t gpa, uint64_t len) const {
-    return gpa <= size_ && len <= size_ - gpa;
-  }
+  bool Contains(uint64_t gpa, uint64_t len) const { return gpa <= size_ && len <= size_ - gpa; }
 
   absl::Status ReadBytes(uint64_t gpa, void* out, uint64_t len) const;
   absl::Status WriteBytes(uint64_t gpa, const void* in, uint64_t len);

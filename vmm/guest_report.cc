@@ -10,14 +10,28 @@
 namespace activemm {
 
 std::string VectorName(uint64_t vector) {
-  static constexpr const char* kNames[] = {
-      "#DE (divide error)", "#DB (debug)", "NMI", "#BP (breakpoint)", "#OF (overflow)",
-      "#BR (bound range)", "#UD (invalid opcode)", "#NM (device not available)",
-      "#DF (double fault)", "coprocessor segment overrun", "#TS (invalid TSS)",
-      "#NP (segment not present)", "#SS (stack fault)", "#GP (general protection)",
-      "#PF (page fault)", "reserved vector 15", "#MF (x87 error)", "#AC (alignment check)",
-      "#MC (machine check)", "#XM (SIMD exception)", "#VE (virtualization exception)",
-      "#CP (control protection)"};
+  static constexpr const char* kNames[] = {"#DE (divide error)",
+                                           "#DB (debug)",
+                                           "NMI",
+                                           "#BP (breakpoint)",
+                                           "#OF (overflow)",
+                                           "#BR (bound range)",
+                                           "#UD (invalid opcode)",
+                                           "#NM (device not available)",
+                                           "#DF (double fault)",
+                                           "coprocessor segment overrun",
+                                           "#TS (invalid TSS)",
+                                           "#NP (segment not present)",
+                                           "#SS (stack fault)",
+                                           "#GP (general protection)",
+                                           "#PF (page fault)",
+                                           "reserved vector 15",
+                                           "#MF (x87 error)",
+                                           "#AC (alignment check)",
+                                           "#MC (machine check)",
+                                           "#XM (SIMD exception)",
+                                           "#VE (virtualization exception)",
+                                           "#CP (control protection)"};
   if (vector < std::size(kNames)) return kNames[vector];
   return absl::StrFormat("vector %#x", vector);
 }

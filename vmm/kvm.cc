@@ -37,8 +37,8 @@ absl::StatusOr<std::unique_ptr<Kvm>> Kvm::Open(const std::string& path) {
   auto kvm = std::unique_ptr<Kvm>(new Kvm(UniqueFd(fd)));
   kvm->api_version_ = ioctl(fd, KVM_GET_API_VERSION, 0);
   if (kvm->api_version_ != KVM_API_VERSION) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s speaks KVM API %d, activemm needs %d", path, kvm->api_version_, KVM_API_VERSION));
+    return absl::FailedPreconditionError(absl::StrFormat("%s speaks KVM API %d, activemm needs %d",
+                                                         path, kvm->api_version_, KVM_API_VERSION));
   }
   kvm->vcpu_mmap_size_ = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
   if (kvm->vcpu_mmap_size_ <= 0) {
@@ -89,12 +89,11 @@ std::string Kvm::Provider() const {
 
 std::string Kvm::Describe() const {
   std::string provider = Provider();
-  std::string kind = provider == "kvm_pvm"  ? "software, ring 0 emulated"
-                     : provider.empty()     ? "unknown provider"
-                                            : "hardware";
-  return absl::StrFormat("KVM API %d, %s (%s), %s", api_version_,
-                         provider.empty() ? "?" : provider, kind,
-                         HasPcid() ? "PCID available" : "no PCID");
+  std::string kind = provider == "kvm_pvm" ? "software, ring 0 emulated"
+                     : provider.empty()    ? "unknown provider"
+                                           : "hardware";
+  return absl::StrFormat("KVM API %d, %s (%s), %s", api_version_, provider.empty() ? "?" : provider,
+                         kind, HasPcid() ? "PCID available" : "no PCID");
 }
 
 }  // namespace activemm

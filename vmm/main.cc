@@ -11,12 +11,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "fmt/core.h"
 #include "vmm/exit_codes.h"
 #include "vmm/kvm.h"
 #include "vmm/selftest.h"
 
 ABSL_FLAG(int, cpus, 4, "number of vCPUs (simulated CPUs), 1..64");
-ABSL_FLAG(std::string, mem, "256M", "guest RAM, a multiple of 2M between 16M and 3G (suffix M or G)");
+ABSL_FLAG(std::string, mem, "256M",
+          "guest RAM, a multiple of 2M between 16M and 3G (suffix M or G)");
 ABSL_FLAG(double, timeout, 10, "seconds without guest progress before the watchdog stops the run");
 ABSL_FLAG(std::string, inject, "none",
           "plant a fault to test the reporting: none, kernel-fault, user-fault, spin, panic");
@@ -39,7 +41,7 @@ constexpr const char* kUsage =
     "6 host error.";
 
 int UsageError(const std::string& msg) {
-  std::fprintf(stderr, "activemm: %s\n(activemm --help for usage)\n", msg.c_str());
+  fmt::print(stderr, "activemm: {}\n(activemm --help for usage)\n", msg);
   return kExitUsage;
 }
 
@@ -58,8 +60,10 @@ bool ParseMem(std::string s, uint64_t* bytes) {
 
 bool ParseInject(const std::string& s, abi::Inject* out) {
   static const std::pair<const char*, abi::Inject> kNames[] = {
-      {"none", abi::Inject::kNone},           {"kernel-fault", abi::Inject::kKernelFault},
-      {"user-fault", abi::Inject::kUserFault}, {"spin", abi::Inject::kSpin},
+      {"none", abi::Inject::kNone},
+      {"kernel-fault", abi::Inject::kKernelFault},
+      {"user-fault", abi::Inject::kUserFault},
+      {"spin", abi::Inject::kSpin},
       {"panic", abi::Inject::kPanic}};
   for (const auto& [name, value] : kNames) {
     if (s == name) {
@@ -75,13 +79,13 @@ int Selftest() {
   opt.vm.cpus = absl::GetFlag(FLAGS_cpus);
   opt.vm.verbose = absl::GetFlag(FLAGS_verbose);
   if (!ParseMem(absl::GetFlag(FLAGS_mem), &opt.vm.mem_bytes)) {
-    return UsageError(absl::StrFormat("--mem=%s: expected a size such as 256M or 1G",
-                                      absl::GetFlag(FLAGS_mem)));
+    return UsageError(
+        absl::StrFormat("--mem=%s: expected a size such as 256M or 1G", absl::GetFlag(FLAGS_mem)));
   }
   if (!ParseInject(absl::GetFlag(FLAGS_inject), &opt.vm.inject)) {
-    return UsageError(absl::StrFormat(
-        "--inject=%s: expected none, kernel-fault, user-fault, spin or panic",
-        absl::GetFlag(FLAGS_inject)));
+    return UsageError(
+        absl::StrFormat("--inject=%s: expected none, kernel-fault, user-fault, spin or panic",
+                        absl::GetFlag(FLAGS_inject)));
   }
   double timeout = absl::GetFlag(FLAGS_timeout);
   if (!(timeout > 0 && timeout <= 3600)) {
@@ -89,22 +93,22 @@ int Selftest() {
   }
   opt.timeout = absl::Seconds(timeout);
   if (opt.vm.cpus < 1 || opt.vm.cpus > static_cast<int>(abi::kMaxCpus)) {
-    return UsageError(absl::StrFormat("--cpus=%d: must be between 1 and %d", opt.vm.cpus,
-                                      abi::kMaxCpus));
+    return UsageError(
+        absl::StrFormat("--cpus=%d: must be between 1 and %d", opt.vm.cpus, abi::kMaxCpus));
   }
 
   absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
   if (!kvm.ok()) {
-    std::fprintf(stderr, "activemm: %s\n", std::string(kvm.status().message()).c_str());
+    fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
   }
   absl::StatusOr<SelftestResult> r = RunSelftest(**kvm, opt);
   if (!r.ok()) {
-    std::fprintf(stderr, "activemm: %s\n", std::string(r.status().message()).c_str());
+    fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
   }
   std::string summary = FormatSelftestSummary(*r, opt.vm, (*kvm)->Describe());
-  std::fputs(summary.c_str(), r->passed ? stdout : stderr);
+  fmt::print(r->passed ? stdout : stderr, "{}", summary);
   if (r->passed) return kExitOk;
   return r->run.outcome == Outcome::kCompleted ? kExitCheckFailed : ExitCodeFor(r->run.outcome);
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "absl/strings/str_format.h"
+#include "fmt/core.h"
 #include "vmm/guest_report.h"
 
 namespace activemm {
@@ -31,13 +32,20 @@ void InstallKickHandler() {
 
 const char* OutcomeName(Outcome o) {
   switch (o) {
-    case Outcome::kCompleted: return "completed";
-    case Outcome::kGuestException: return "guest exception";
-    case Outcome::kGuestPanic: return "guest panic";
-    case Outcome::kVcpuError: return "vCPU error";
-    case Outcome::kWatchdog: return "watchdog";
-    case Outcome::kCheckFailed: return "check failed";
-    case Outcome::kHostError: return "host error";
+    case Outcome::kCompleted:
+      return "completed";
+    case Outcome::kGuestException:
+      return "guest exception";
+    case Outcome::kGuestPanic:
+      return "guest panic";
+    case Outcome::kVcpuError:
+      return "vCPU error";
+    case Outcome::kWatchdog:
+      return "watchdog";
+    case Outcome::kCheckFailed:
+      return "check failed";
+    case Outcome::kHostError:
+      return "host error";
   }
   return "?";
 }
@@ -94,8 +102,12 @@ std::string Runner::WatchdogReport() {
     const VcpuFinalState& s = state_[i];
     std::string where;
     switch (s.phase) {
-      case VcpuFinalState::Phase::kDone: where = "finished"; break;
-      case VcpuFinalState::Phase::kFailed: where = "failed"; break;
+      case VcpuFinalState::Phase::kDone:
+        where = "finished";
+        break;
+      case VcpuFinalState::Phase::kFailed:
+        where = "failed";
+        break;
       case VcpuFinalState::Phase::kAtCheckpoint:
         where = absl::StrFormat("waiting in the host at checkpoint %d for the other CPUs",
                                 s.checkpoint);
@@ -156,8 +168,8 @@ bool Runner::HandleExit(int cpu, uint32_t reason) {
     }
     case KVM_EXIT_MMIO:
       Fail(Outcome::kVcpuError, cpu,
-           absl::StrFormat("CPU %d: %s of %d byte(s) at guest physical %#x, outside guest RAM",
-                           cpu, run->mmio.is_write ? "write" : "read", run->mmio.len,
+           absl::StrFormat("CPU %d: %s of %d byte(s) at guest physical %#x, outside guest RAM", cpu,
+                           run->mmio.is_write ? "write" : "read", run->mmio.len,
                            run->mmio.phys_addr));
       return false;
     case KVM_EXIT_SHUTDOWN:
@@ -168,8 +180,7 @@ bool Runner::HandleExit(int cpu, uint32_t reason) {
       return false;
     case KVM_EXIT_INTERNAL_ERROR:
       Fail(Outcome::kVcpuError, cpu,
-           absl::StrFormat("CPU %d: KVM internal error, suberror %d%s", cpu,
-                           run->internal.suberror,
+           absl::StrFormat("CPU %d: KVM internal error, suberror %d%s", cpu, run->internal.suberror,
                            run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
                                ? " (KVM could not emulate an instruction)"
                                : ""));
@@ -214,9 +225,9 @@ bool Runner::HandleHypercall(int cpu, uint32_t nr) {
     }
     case abi::Hypercall::kLog: {
       uint32_t len = std::min<uint32_t>(mb->log_len, abi::kLogMax);
-      std::string line = absl::StrFormat(
-          "cpu %d: %s", cpu, GuestMemory::BoundedString(mb->log, len));
-      if (options_.verbose) std::fprintf(stderr, "[guest] %s\n", line.c_str());
+      std::string line =
+          absl::StrFormat("cpu %d: %s", cpu, GuestMemory::BoundedString(mb->log, len));
+      if (options_.verbose) fmt::print(stderr, "[guest] {}\n", line);
       std::lock_guard<std::mutex> l(mu_);
       result_.log.push_back(std::move(line));
       return true;

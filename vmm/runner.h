@@ -108,9 +108,9 @@ class Runner {
   std::vector<VcpuFinalState> state_;
   std::vector<kvm_sregs> checkpoint_sregs_;
   std::vector<bool> at_checkpoint_;
-  int live_ = 0;      // vCPUs neither done nor failed
-  int arrived_ = 0;   // live vCPUs waiting at the barrier
-  int exited_ = 0;    // vCPU threads that have left their loop
+  int live_ = 0;     // vCPUs neither done nor failed
+  int arrived_ = 0;  // live vCPUs waiting at the barrier
+  int exited_ = 0;   // vCPU threads that have left their loop
   uint64_t generation_ = 0;
   bool handler_running_ = false;
   Clock::time_point last_progress_;

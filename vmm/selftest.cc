@@ -3,6 +3,8 @@
 #include <set>
 
 #include "absl/strings/str_format.h"
+#include "fmt/core.h"
+#include "fmt/format.h"
 #include "shared/page_table.h"
 #include "shared/x86.h"
 
@@ -40,10 +42,14 @@ absl::Status ExpectLeaf(PageTable<GuestMemory>& pt, uint64_t va, uint64_t want_p
 
 absl::Status SelftestVerifier::OnCheckpoint(const CheckpointView& view) {
   switch (view.id) {
-    case abi::kCheckpointKernelTables: return CheckKernelTables(view);
-    case abi::kCheckpointOnline: return CheckOnline(view);
-    case abi::kCheckpointSelftest: return CheckSelftest(view);
-    default: return Violation(absl::StrFormat("unknown self-test checkpoint %d", view.id));
+    case abi::kCheckpointKernelTables:
+      return CheckKernelTables(view);
+    case abi::kCheckpointOnline:
+      return CheckOnline(view);
+    case abi::kCheckpointSelftest:
+      return CheckSelftest(view);
+    default:
+      return Violation(absl::StrFormat("unknown self-test checkpoint %d", view.id));
   }
 }
 
@@ -52,8 +58,8 @@ absl::Status SelftestVerifier::CheckKernelTables(const CheckpointView& view) {
   if (!info.ok()) return info.status();
   swapper_pgd_pa_ = info->swapper_pgd_pa;
   if (view.memory.Table(swapper_pgd_pa_) == nullptr) {
-    return Violation(absl::StrFormat("init_mm's pgd %#x is not a page inside guest RAM",
-                                     swapper_pgd_pa_));
+    return Violation(
+        absl::StrFormat("init_mm's pgd %#x is not a page inside guest RAM", swapper_pgd_pa_));
   }
   // The direct map covers all RAM with 2 MiB supervisor, writable, no-execute pages, and the
   // image window maps the guest image where it was linked.
@@ -73,9 +79,9 @@ absl::Status SelftestVerifier::CheckRealCr3(const CheckpointView& view) {
     if (!view.present[cpu]) continue;
     x86::Cr3 cr3 = x86::Cr3::FromRaw(view.sregs[cpu].cr3);
     if (cr3.root() != swapper_pgd_pa_) {
-      return Violation(absl::StrFormat(
-          "CPU %d: real CR3 (KVM_GET_SREGS) is %#x, expected init_mm's pgd %#x", cpu,
-          view.sregs[cpu].cr3, swapper_pgd_pa_));
+      return Violation(
+          absl::StrFormat("CPU %d: real CR3 (KVM_GET_SREGS) is %#x, expected init_mm's pgd %#x",
+                          cpu, view.sregs[cpu].cr3, swapper_pgd_pa_));
     }
   }
   return absl::OkStatus();
@@ -89,9 +95,8 @@ absl::Status SelftestVerifier::CheckOnline(const CheckpointView& view) {
   }
   std::set<uint32_t> apic_ids;
   for (int cpu = 0; cpu < cpus_; ++cpu) {
-    absl::StatusOr<abi::SelftestReport> rep =
-        view.memory.Read<abi::SelftestReport>(abi::MailboxPa(cpu) +
-                                              offsetof(abi::CpuMailbox, selftest));
+    absl::StatusOr<abi::SelftestReport> rep = view.memory.Read<abi::SelftestReport>(
+        abi::MailboxPa(cpu) + offsetof(abi::CpuMailbox, selftest));
     if (!rep.ok()) return rep.status();
     if (rep->online != 1) return Violation(absl::StrFormat("CPU %d did not report in", cpu));
     // KVM's in-kernel local APIC takes the vCPU id as its APIC id.
@@ -142,18 +147,17 @@ absl::Status SelftestVerifier::CheckUserAddressSpace(GuestMemory& mem, int cpu,
     for (size_t w = 0; w < page.size(); ++w) {
       uint64_t want = abi::UserPattern(rep.user_seed, va + w * 8);
       if (page[w] != want) {
-        return Violation(absl::StrFormat(
-            "%s: word at va %#x (pa %#x) holds %#x, ring 3 wrote %#x", who, va + w * 8,
-            rep.data_pa[i] + w * 8, page[w], want));
+        return Violation(absl::StrFormat("%s: word at va %#x (pa %#x) holds %#x, ring 3 wrote %#x",
+                                         who, va + w * 8, rep.data_pa[i] + w * 8, page[w], want));
       }
       sum += want;
     }
     ++row.pages_verified;
   }
   if (rep.user_errors != 0 || rep.user_checksum != sum) {
-    return Violation(absl::StrFormat(
-        "CPU %d: ring 3 read back %d wrong words, checksum %#x, expected 0 and %#x", cpu,
-        rep.user_errors, rep.user_checksum, sum));
+    return Violation(
+        absl::StrFormat("CPU %d: ring 3 read back %d wrong words, checksum %#x, expected 0 and %#x",
+                        cpu, rep.user_errors, rep.user_checksum, sum));
   }
   return absl::OkStatus();
 }
@@ -162,9 +166,8 @@ absl::Status SelftestVerifier::CheckSelftest(const CheckpointView& view) {
   rows_.clear();
   std::set<uint64_t> data_pages;
   for (int cpu = 0; cpu < cpus_; ++cpu) {
-    absl::StatusOr<abi::SelftestReport> rep =
-        view.memory.Read<abi::SelftestReport>(abi::MailboxPa(cpu) +
-                                              offsetof(abi::CpuMailbox, selftest));
+    absl::StatusOr<abi::SelftestReport> rep = view.memory.Read<abi::SelftestReport>(
+        abi::MailboxPa(cpu) + offsetof(abi::CpuMailbox, selftest));
     if (!rep.ok()) return rep.status();
     SelftestCpuRow row;
     row.cpu = cpu;
@@ -191,8 +194,8 @@ absl::Status SelftestVerifier::CheckSelftest(const CheckpointView& view) {
     if (!s.ok()) return s;
     for (uint32_t i = 0; i < rep->user_pages; ++i) {
       if (!data_pages.insert(rep->data_pa[i]).second) {
-        return Violation(absl::StrFormat("CPU %d: user page %#x is also another CPU's", cpu,
-                                         rep->data_pa[i]));
+        return Violation(
+            absl::StrFormat("CPU %d: user page %#x is also another CPU's", cpu, rep->data_pa[i]));
       }
     }
     rows_.push_back(row);
@@ -218,27 +221,25 @@ absl::StatusOr<SelftestResult> RunSelftest(const Kvm& kvm, const SelftestOptions
   SelftestResult result;
   result.run = runner.Run();
   result.cpus = verifier.rows();
-  result.passed = result.run.outcome == Outcome::kCompleted &&
-                  result.run.checkpoints_passed == 3 &&
+  result.passed = result.run.outcome == Outcome::kCompleted && result.run.checkpoints_passed == 3 &&
                   result.cpus.size() == static_cast<size_t>(config.cpus);
   if (result.run.outcome == Outcome::kCompleted && !result.passed) {
-    result.run.report = absl::StrFormat(
-        "the guest finished after %d of 3 self-test checkpoints", result.run.checkpoints_passed);
+    result.run.report = absl::StrFormat("the guest finished after %d of 3 self-test checkpoints",
+                                        result.run.checkpoints_passed);
   }
   return result;
 }
 
 std::string FormatSelftestSummary(const SelftestResult& r, const VmConfig& config,
                                   const std::string& host) {
-  std::string out = absl::StrFormat("activemm selftest: %d CPUs, %d MiB guest RAM; %s\n",
-                                    config.cpus, config.mem_bytes >> 20, host);
+  std::string out = fmt::format("activemm selftest: {} CPUs, {} MiB guest RAM; {}\n", config.cpus,
+                                config.mem_bytes >> 20, host);
   if (!r.cpus.empty()) {
-    out += absl::StrFormat("%4s %5s %8s %9s %12s %14s %14s\n", "cpu", "apic", "ipi to",
-                           "ipi from", "user trap cs", "user pgd", "pages checked");
+    out += fmt::format("{:>4} {:>5} {:>7} {:>8} {:>12} {:>12} {:>13}\n", "cpu", "apic", "ipi to",
+                       "ipi from", "user trap cs", "user pgd", "pages checked");
     for (const SelftestCpuRow& c : r.cpus) {
-      out += absl::StrFormat("%4d %5d %8d %9d %#12x %#14x %14d\n", c.cpu, c.apic_id,
-                             c.ipi_target, c.ipi_sender, c.trap_cs, c.user_pgd_pa,
-                             c.pages_verified);
+      out += fmt::format("{:>4} {:>5} {:>7} {:>8} {:>#12x} {:>#12x} {:>13}\n", c.cpu, c.apic_id,
+                         c.ipi_target, c.ipi_sender, c.trap_cs, c.user_pgd_pa, c.pages_verified);
     }
   }
   if (r.passed) {
@@ -247,14 +248,13 @@ std::string FormatSelftestSummary(const SelftestResult& r, const VmConfig& confi
       pages += c.pages_verified;
       ipis += static_cast<int>(c.ipis_received);
     }
-    out += absl::StrFormat(
-        "selftest passed in %.2f s: %d/%d CPUs reported in, %d IPIs delivered, %d ring-3 round "
-        "trips, %d user pages verified by host page-table walks\n",
-        r.run.seconds, static_cast<int>(r.cpus.size()), config.cpus, ipis,
-        static_cast<int>(r.cpus.size()), pages);
+    out += fmt::format(
+        "selftest passed in {:.2f} s: {}/{} CPUs reported in, {} IPIs delivered, {} ring-3 round "
+        "trips, {} user pages verified by host page-table walks\n",
+        r.run.seconds, r.cpus.size(), config.cpus, ipis, r.cpus.size(), pages);
   } else {
-    out += absl::StrFormat("selftest FAILED (%s) after %.2f s:\n%s\n",
-                           OutcomeName(r.run.outcome), r.run.seconds, r.run.report);
+    out += fmt::format("selftest FAILED ({}) after {:.2f} s:\n{}\n", OutcomeName(r.run.outcome),
+                       r.run.seconds, r.run.report);
   }
   return out;
 }

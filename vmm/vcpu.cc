@@ -13,8 +13,8 @@ namespace activemm {
 namespace {
 
 absl::Status IoctlError(const char* what, int id) {
-  return absl::InternalError(absl::StrFormat("%s on vCPU %d failed: %s", what, id,
-                                             std::strerror(errno)));
+  return absl::InternalError(
+      absl::StrFormat("%s on vCPU %d failed: %s", what, id, std::strerror(errno)));
 }
 
 }  // namespace

@@ -68,15 +68,15 @@ absl::Status ValidateVmConfig(const VmConfig& config, const GuestImage& image) {
   }
   if (config.mem_bytes % x86::kHugePageSize != 0 || config.mem_bytes < abi::kMinMemBytes ||
       config.mem_bytes > abi::kMaxMemBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--mem=%dM: must be a multiple of 2 MiB between %d MiB and %d MiB",
-        config.mem_bytes >> 20, abi::kMinMemBytes >> 20, abi::kMaxMemBytes >> 20));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--mem=%dM: must be a multiple of 2 MiB between %d MiB and %d MiB",
+                        config.mem_bytes >> 20, abi::kMinMemBytes >> 20, abi::kMaxMemBytes >> 20));
   }
   uint64_t window = RoundUp(image.end_pa(), x86::kHugePageSize) + abi::kBootScratchBytes;
   if (window + (4ull << 20) > config.mem_bytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--mem=%dM leaves no room after the %d KiB guest image", config.mem_bytes >> 20,
-        image.end_pa() >> 10));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--mem=%dM leaves no room after the %d KiB guest image",
+                        config.mem_bytes >> 20, image.end_pa() >> 10));
   }
   return absl::OkStatus();
 }
@@ -117,8 +117,7 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const Kvm& kvm, const GuestImage&
 absl::Status Vm::BuildBootPageTable() {
   // Only the kernel image window: physical [0, image end + scratch) at kKernelTextBase, in
   // 2 MiB pages. The guest builds its real page tables (direct map, init_mm) itself.
-  boot_window_bytes_ =
-      RoundUp(image_.end_pa(), x86::kHugePageSize) + abi::kBootScratchBytes;
+  boot_window_bytes_ = RoundUp(image_.end_pa(), x86::kHugePageSize) + abi::kBootScratchBytes;
   BootTableMem tables(*memory_);
   uint64_t root = tables.AllocTable();
   PageTable<BootTableMem> pt(tables, root);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what activemm needs to build and test, from Debian's packages only, and only what is
+# missing. As root it runs apt-get; otherwise it prints the exact command to run and fails.
+set -euo pipefail
+
+packages=(
+  g++ cmake make binutils
+  libabsl-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  python3 python3-pytest
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# Scripts and tests run Python through Debian's interpreter, which sees python3-pytest; the
+# first python3 on PATH may be another one that does not.
+if ! /usr/bin/python3 -c 'import pytest' 2>/dev/null; then
+  echo "setup: /usr/bin/python3 cannot import pytest (install python3-pytest)" >&2
+  exit 1
+fi
+
+if [ ! -e /dev/kvm ]; then
+  echo "setup: note: /dev/kvm does not exist here; activemm needs KVM to run guests" >&2
+elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+  echo "setup: note: no read/write access to /dev/kvm; add yourself to group kvm" >&2
+fi
