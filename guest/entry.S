@@ -148,3 +148,35 @@ resume_kernel:
     pop %rbp
     pop %rbx
     ret
+
+/* void __switch_to_asm(uint64_t* prev_sp, uint64_t next_sp)  (arch/x86/entry/entry_64.S)
+ * Saves the callee-saved registers on prev's kernel stack, records prev's stack pointer,
+ * switches to next's stack and restores next's registers. The `ret` returns into whatever
+ * next was doing when it was switched out: its own earlier __switch_to_asm call, or
+ * ret_from_fork_asm for a task that never ran. */
+.globl __switch_to_asm
+__switch_to_asm:
+    push %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, (%rdi)
+    mov %rsi, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+/* The first "return" of a new task (task_create builds its stack so that the pops of
+ * __switch_to_asm land here). The stack is 16-byte aligned at this point. */
+.globl ret_from_fork_asm
+ret_from_fork_asm:
+    xor %ebp, %ebp
+    call ret_from_fork
+1:  hlt
+    jmp 1b

@@ -3,6 +3,7 @@
 #include "guest/descriptors.h"
 #include "guest/hypercall.h"
 #include "guest/kernel_map.h"
+#include "guest/model.h"
 #include "guest/page_alloc.h"
 #include "guest/percpu.h"
 #include "guest/selftest.h"
@@ -65,6 +66,8 @@ extern "C" [[noreturn]] void guest_main(uint64_t cpu_index, const abi::BootParam
   switch (static_cast<abi::Program>(params->program)) {
     case abi::Program::kSelftest:
       RunSelftest();
+    case abi::Program::kScenario:
+      RunScenario();
   }
   Panic(__FILE__, __LINE__, "unknown program", 1, params->program);
 }

@@ -13,7 +13,9 @@ namespace {
 constinit SpinLock lock;
 constinit uint64_t next_pa = 0;  // bump pointer
 constinit uint64_t end = 0;
-constinit uint64_t free_list = 0;  // pa of the first free page; its first word links the next
+// Freed pages form a FIFO list through their first word (which is therefore not poisoned).
+constinit uint64_t free_head = 0;
+constinit uint64_t free_tail = 0;
 
 uint64_t BumpLocked() {
   if (next_pa >= end) return 0;
@@ -45,9 +47,10 @@ uint64_t AllocPage() {
   uint64_t pa;
   {
     SpinLockGuard g(lock);
-    pa = free_list;
+    pa = free_head;
     if (pa != 0) {
-      free_list = *static_cast<uint64_t*>(PhysToVirt(pa));
+      free_head = *static_cast<uint64_t*>(PhysToVirt(pa));
+      if (free_head == 0) free_tail = 0;
     } else {
       pa = BumpLocked();
       if (pa == 0) return 0;
@@ -60,13 +63,27 @@ uint64_t AllocPage() {
   return pa;
 }
 
-void FreePage(uint64_t pa) {
-  GUEST_CHECK_VALUES(pa != 0 && pa % x86::kPageSize == 0 && pa < end, 1, pa);
-  void* page = PhysToVirt(pa);
-  memset(page, kPagePoison, x86::kPageSize);
+uint64_t AllocContiguous(uint64_t pages) {
   SpinLockGuard g(lock);
-  *static_cast<uint64_t*>(page) = free_list;
-  free_list = pa;
+  if (next_pa + pages * x86::kPageSize > end) return 0;
+  uint64_t pa = next_pa;
+  next_pa += pages * x86::kPageSize;
+  guest_info->pages_allocated += pages;
+  return pa;
+}
+
+void FreePage(uint64_t pa, uint64_t poison_bytes) {
+  GUEST_CHECK_VALUES(pa != 0 && pa % x86::kPageSize == 0 && pa < end, 1, pa);
+  auto* page = static_cast<uint64_t*>(PhysToVirt(pa));
+  memset(page, kPagePoison, poison_bytes < x86::kPageSize ? poison_bytes : x86::kPageSize);
+  page[0] = 0;  // the list link
+  SpinLockGuard g(lock);
+  if (free_tail != 0) {
+    *static_cast<uint64_t*>(PhysToVirt(free_tail)) = pa;
+  } else {
+    free_head = pa;
+  }
+  free_tail = pa;
   ++guest_info->pages_freed;
 }
 

@@ -20,7 +20,12 @@ void PageAllocInit(uint64_t start_pa, uint64_t end_pa);
 // (BootAllocPage); after it, AllocPage returns a zeroed page or 0 when memory is exhausted.
 uint64_t BootAllocPage();
 uint64_t AllocPage();
-void FreePage(uint64_t pa);
+// `pages` physically contiguous never-used pages (kernel stacks); 0 when memory is exhausted.
+uint64_t AllocContiguous(uint64_t pages);
+// Returns a page to the allocator, poisoning its first `poison_bytes` bytes (all by default).
+// Freed pages are reused first in, first out, so a stale reference to a just-freed page keeps
+// reading poison for a while instead of someone else's fresh data.
+void FreePage(uint64_t pa, uint64_t poison_bytes = 4096);
 
 inline void* PhysToVirt(uint64_t pa) { return reinterpret_cast<void*>(pa + abi::kDirectMapBase); }
 

@@ -37,6 +37,8 @@ struct PerCpu {
   alignas(8) uint64_t gdt[kGdtEntries];
   abi::CpuMailbox* mailbox;
   uint32_t ipis_received;  // atomic: the IPI handler increments it
+  uint32_t cur_step;       // the scenario step this CPU is executing
+  int32_t switch_prev;     // the task context_switch switched away from (for finish_task_switch)
   alignas(16) uint8_t ist_stack[kIstStackSize];
 };
 static_assert(offsetof(PerCpu, self) == PERCPU_SELF);
@@ -45,9 +47,13 @@ static_assert(offsetof(PerCpu, tss) + offsetof(Tss, rsp0) == PERCPU_TSS_RSP0);
 
 extern PerCpu percpu[abi::kMaxCpus];
 
+// volatile: the value changes under the compiler's feet when a task switched out on one CPU
+// resumes on another. A plain asm would be CSE'd across __switch_to_asm, and the resumed task
+// would keep using the old CPU's data (Linux's this_cpu_read is volatile for the same reason;
+// only the `current` read, which is the same on both sides of a switch, is cached).
 inline PerCpu* this_cpu() {
   PerCpu* p;
-  asm("mov %%gs:0, %0" : "=r"(p));
+  asm volatile("mov %%gs:0, %0" : "=r"(p));
   return p;
 }
 

@@ -35,6 +35,12 @@ extern "C" void trap_dispatch(TrapFrame* f) {
       // ud2 from ring 3 is the way back into the kernel (no SYSCALL on the CI hypervisor).
       if (FromUser(*f) && HandleUserTrap(*f)) return;
       break;
+    case activemm::x86::kVecPageFault:
+      if (FromUser(*f) && HandleUserProbeFault(*f, ReadCr2())) return;
+      break;
+    case kVecKick:
+      ApicEoi();
+      return;
     case kVecIpiTest:
       __atomic_add_fetch(&this_cpu()->ipis_received, 1, __ATOMIC_RELAXED);
       ApicEoi();

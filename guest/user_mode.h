@@ -36,6 +36,10 @@ UserExit RunUser(const UserEntry& e);
 // Called by trap_dispatch for #UD from ring 3; false when it is not a request we know.
 bool HandleUserTrap(const TrapFrame& f);
 
+// Called by trap_dispatch for #PF from ring 3: true when it was one of user_burst's probes of a
+// page that must fault (the frame is then set to resume after the probe).
+bool HandleUserProbeFault(TrapFrame& f, uint64_t cr2);
+
 // The ring-3 code's pages (linker symbols) and its entry points.
 extern "C" char __user_text_start[], __user_text_end[];
 extern "C" char user_selftest[], user_fault[];

@@ -67,6 +67,7 @@ static_assert(offsetof(GuestImageHeader, entry_va) == 32);
 // ---- Boot parameters (host -> guest) ----------------------------------------------------------
 enum class Program : uint32_t {
   kSelftest = 1,  // the SMP self-test: report in, IPI ring, ring 3 round trip
+  kScenario = 2,  // the mm model executing a scenario program (shared/mm_abi.h)
 };
 
 // Faults planted on purpose, so that tests can prove they are reported.
@@ -127,12 +128,16 @@ enum class Hypercall : uint32_t {
   kPanic = 4,       // panic holds the reason; the run fails, the CPU never resumes
   kException = 5,   // panic.fault holds an unexpected exception; the run fails
   kDone = 6,        // this CPU has finished; arg[0] = 0 on success
+  kVerify = 7,      // arg[0] = check index, arg[1] = steps completed: the host pauses every
+                    // other vCPU (they are idle between steps), verifies, and resumes them
 };
 
 // Checkpoint ids of the self-test program.
 inline constexpr uint64_t kCheckpointKernelTables = 1;  // CPU 0 has built init_mm's page table
 inline constexpr uint64_t kCheckpointOnline = 2;        // every CPU has reported in
 inline constexpr uint64_t kCheckpointSelftest = 3;      // IPIs and ring 3 done on every CPU
+// Checkpoint id of the scenario program.
+inline constexpr uint64_t kCheckpointModelReady = 10;   // every CPU has its rq and tlbstate
 
 // The CPU state at an exception, as pushed by the CPU and the guest's trap entry.
 struct FaultReport {

@@ -138,6 +138,20 @@ class PageTable {
     return PtStatus::kOk;
   }
 
+  // Sets and clears permission bits of the 4 KiB leaf that maps va (mprotect); *old gets the
+  // leaf as it was.
+  PtStatus SetLeafFlags(uint64_t va, uint64_t set, uint64_t clear, x86::Pte* old) {
+    WalkResult w = Walk(va);
+    if (w.status != PtStatus::kOk) return w.status;
+    if (w.level != 1) return PtStatus::kHugeInTheWay;
+    uint64_t* t = mem_.Table(w.entry_pa & ~(x86::kPageSize - 1));
+    if (t == nullptr) return PtStatus::kBadTable;
+    uint64_t& slot = t[x86::TableIndex(va, 1)];
+    *old = x86::Pte(slot);
+    slot = (slot | set) & ~clear;
+    return PtStatus::kOk;
+  }
+
   // Calls f(va, leaf, level) for every present leaf mapping inside [va_begin, va_end), in
   // ascending order. At most `budget` present entries are visited, so a table that points back
   // at itself cannot make the walk run away. f returns false to stop early.

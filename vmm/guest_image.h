@@ -33,6 +33,7 @@ class GuestImage {
   // The kernel-half address of a user virtual address inside the user text window (the same
   // bytes, mapped at abi::kUserTextVa in user page tables), or 0 outside it.
   uint64_t UserTextAlias(uint64_t user_va) const;
+  uint64_t user_text_size() const { return user_text_end_ - user_text_start_; }
 
  private:
   struct Symbol {

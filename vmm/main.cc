@@ -1,6 +1,11 @@
 // activemm: Linux's mm / active_mm / lazy-TLB behaviour on real x86-64 page tables under KVM.
 // Flags are parsed here only and passed down as config structs.
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -8,20 +13,37 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "fmt/core.h"
 #include "vmm/exit_codes.h"
 #include "vmm/kvm.h"
+#include "vmm/report.h"
+#include "vmm/scenario.h"
+#include "vmm/scenario_run.h"
 #include "vmm/selftest.h"
 
-ABSL_FLAG(int, cpus, 4, "number of vCPUs (simulated CPUs), 1..64");
+ABSL_FLAG(int, cpus, 0,
+          "number of vCPUs (simulated CPUs), 1..64; default: 4 for selftest, the scenario's own "
+          "for run and compare");
 ABSL_FLAG(std::string, mem, "256M",
           "guest RAM, a multiple of 2M between 16M and 3G (suffix M or G)");
 ABSL_FLAG(double, timeout, 10, "seconds without guest progress before the watchdog stops the run");
 ABSL_FLAG(std::string, inject, "none",
-          "plant a fault to test the reporting: none, kernel-fault, user-fault, spin, panic");
+          "plant a bug to prove it is caught. selftest: kernel-fault, user-fault, spin, panic; "
+          "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3");
+ABSL_FLAG(std::string, lazy_tlb, "",
+          "run: on or off (default: the scenario's \"lazy_tlb\"); compare runs both");
+ABSL_FLAG(std::string, pcid, "modeled",
+          "modeled (ASID decisions computed, CR3 loaded without PCID bits) or off (ASID 0, every "
+          "mm switch flushes)");
+ABSL_FLAG(int, asids, 6, "per-CPU dynamic ASID slots (TLB_NR_DYN_ASIDS), 1..16");
+ABSL_FLAG(std::string, verify, "end",
+          "when the host verifies besides check/checkpoint steps: end, or every-step");
+ABSL_FLAG(std::string, json, "", "also write the report as JSON to this file");
 ABSL_FLAG(bool, verbose, false, "print the guest's log lines");
 ABSL_FLAG(std::string, kvm, activemm::Kvm::kDevicePath, "KVM device to open");
 
@@ -35,8 +57,14 @@ constexpr const char* kUsage =
     "  selftest   boot the guest on --cpus vCPUs: every CPU reports in, sends and receives an\n"
     "             IPI, and makes a ring-3 round trip on its own page table; the host verifies\n"
     "             it all (exit 0 only if all of it happened)\n"
+    "  run [SCENARIO.json|SCENARIO.py]\n"
+    "             run a scenario (default: the built-in one) with the verifier on; per-CPU and\n"
+    "             total counters, checks and violations\n"
+    "  compare [SCENARIO.json|SCENARIO.py]\n"
+    "             run it with lazy TLB on and off, side by side, with the CR3 writes saved\n"
     "\n"
-    "Flags: --cpus, --mem, --timeout, --inject, --verbose, --kvm (--help lists them all).\n"
+    "Flags: --cpus, --mem, --timeout, --inject, --verbose, --kvm, --lazy-tlb, --pcid, --asids,\n"
+    "--verify, --json (--help lists them all).\n"
     "Exit status: 0 ok, 1 check failed, 2 usage, 3 guest failure, 4 watchdog, 5 no usable KVM,\n"
     "6 host error.";
 
@@ -76,7 +104,7 @@ bool ParseInject(const std::string& s, abi::Inject* out) {
 
 int Selftest() {
   SelftestOptions opt;
-  opt.vm.cpus = absl::GetFlag(FLAGS_cpus);
+  opt.vm.cpus = absl::GetFlag(FLAGS_cpus) == 0 ? 4 : absl::GetFlag(FLAGS_cpus);
   opt.vm.verbose = absl::GetFlag(FLAGS_verbose);
   if (!ParseMem(absl::GetFlag(FLAGS_mem), &opt.vm.mem_bytes)) {
     return UsageError(
@@ -113,17 +141,184 @@ int Selftest() {
   return r->run.outcome == Outcome::kCompleted ? kExitCheckFailed : ExitCodeFor(r->run.outcome);
 }
 
+bool ParseMmBug(const std::string& s, abi::MmBug* out) {
+  static const std::pair<const char*, abi::MmBug> kNames[] = {
+      {"none", abi::MmBug::kNone},
+      {"skip-lazy-mmgrab", abi::MmBug::kSkipLazyMmgrab},
+      {"double-mmdrop", abi::MmBug::kDoubleMmdrop},
+      {"forget-prev-mm", abi::MmBug::kForgetPrevMm},
+      {"no-cpumask", abi::MmBug::kNoCpumask},
+      {"wrong-cr3", abi::MmBug::kWrongCr3}};
+  for (const auto& [name, value] : kNames) {
+    if (s == name) {
+      *out = value;
+      return true;
+    }
+  }
+  return false;
+}
+
+// The scenario text: a JSON file, the JSON a Python scenario script prints (run by Debian's
+// /usr/bin/python3, which sees the project's library), or the built-in scenario.
+absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
+  if (path.empty()) return std::string(DefaultScenarioJson());
+  if (absl::EndsWith(path, ".py")) {
+    std::ifstream probe(path);
+    if (!probe) {
+      return absl::NotFoundError(absl::StrFormat("%s: cannot read the scenario script", path));
+    }
+    std::string cmd = "/usr/bin/python3 '" + absl::StrReplaceAll(path, {{"'", "'\\''"}}) + "'";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) {
+      return absl::InternalError(absl::StrFormat("%s: cannot run /usr/bin/python3", path));
+    }
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    if (status != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: the scenario script failed (exit status %d); its error is above", path,
+          WIFEXITED(status) ? WEXITSTATUS(status) : status));
+    }
+    return out;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrFormat("%s: cannot read the scenario file", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int ScenarioCommand(const std::string& cmd, const std::string& path) {
+  const bool compare = cmd == "compare";
+  ScenarioRunOptions ro;
+  ro.verbose = absl::GetFlag(FLAGS_verbose);
+  ro.asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
+  if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
+    return UsageError(absl::StrFormat("--asids=%d: must be between 1 and 16",
+                                      absl::GetFlag(FLAGS_asids)));
+  }
+  if (!ParseMem(absl::GetFlag(FLAGS_mem), &ro.mem_bytes)) {
+    return UsageError(absl::StrFormat("--mem=%s: expected a size such as 256M or 1G",
+                                      absl::GetFlag(FLAGS_mem)));
+  }
+  double timeout = absl::GetFlag(FLAGS_timeout);
+  if (!(timeout > 0 && timeout <= 3600)) {
+    return UsageError(absl::StrFormat("--timeout=%g: expected seconds in (0, 3600]", timeout));
+  }
+  ro.timeout = absl::Seconds(timeout);
+  const std::string pcid = absl::GetFlag(FLAGS_pcid);
+  if (pcid == "modeled") {
+    ro.pcid = abi::PcidMode::kModeled;
+  } else if (pcid == "off") {
+    ro.pcid = abi::PcidMode::kOff;
+  } else {
+    return UsageError(absl::StrFormat("--pcid=%s: expected modeled or off", pcid));
+  }
+  if (!ParseMmBug(absl::GetFlag(FLAGS_inject), &ro.bug)) {
+    return UsageError(absl::StrFormat(
+        "--inject=%s: %s takes none, skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, "
+        "no-cpumask or wrong-cr3",
+        absl::GetFlag(FLAGS_inject), cmd));
+  }
+  const std::string verify = absl::GetFlag(FLAGS_verify);
+  if (verify != "end" && verify != "every-step") {
+    return UsageError(absl::StrFormat("--verify=%s: expected end or every-step", verify));
+  }
+  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
+  if (!lazy.empty() && lazy != "on" && lazy != "off") {
+    return UsageError(absl::StrFormat("--lazy-tlb=%s: expected on or off", lazy));
+  }
+  if (compare && !lazy.empty()) {
+    return UsageError("--lazy-tlb: compare runs both modes; use run for one");
+  }
+
+  absl::StatusOr<std::string> text = LoadScenarioText(path);
+  if (!text.ok()) return UsageError(std::string(text.status().message()));
+  CompileOptions co;
+  if (absl::GetFlag(FLAGS_cpus) != 0) co.cpus = absl::GetFlag(FLAGS_cpus);
+  co.verify_every_step = verify == "every-step";
+  absl::StatusOr<Scenario> sc = CompileScenario(*text, path.empty() ? "built-in" : path, co);
+  if (!sc.ok()) return UsageError(std::string(sc.status().message()));
+
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
+  if (!kvm.ok()) {
+    fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
+    return kExitNoKvm;
+  }
+  std::vector<abi::LazyMode> modes;
+  if (compare) {
+    modes = {abi::LazyMode::kOn, abi::LazyMode::kOff};
+  } else if (lazy.empty()) {
+    modes = {sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff};
+  } else {
+    modes = {lazy == "on" ? abi::LazyMode::kOn : abi::LazyMode::kOff};
+  }
+  std::vector<ScenarioReport> reports;
+  for (abi::LazyMode m : modes) {
+    ro.lazy = m;
+    absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(**kvm, *sc, ro);
+    if (!r.ok()) {
+      fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
+      return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                     : kExitHostError;
+    }
+    reports.push_back(*std::move(r));
+  }
+  const std::string host = (*kvm)->Describe();
+  const std::string text_out =
+      compare ? FormatComparison(reports, host) : FormatRunReport(reports[0], host);
+  bool all_ok = true;
+  int worst = kExitOk;
+  for (const ScenarioReport& r : reports) {
+    if (r.ok()) continue;
+    all_ok = false;
+    int code = r.run.outcome == Outcome::kCompleted ? kExitCheckFailed : ExitCodeFor(r.run.outcome);
+    worst = std::max(worst, code);
+  }
+  fmt::print(all_ok ? stdout : stderr, "{}", text_out);
+  const std::string json_path = absl::GetFlag(FLAGS_json);
+  if (!json_path.empty()) {
+    nlohmann::json j = compare ? ComparisonJson(reports) : RunReportJson(reports[0]);
+    absl::Status s = WriteFileAtomically(json_path, j.dump(2) + "\n");
+    if (!s.ok()) {
+      fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
+      return kExitUsage;
+    }
+  }
+  return worst;
+}
+
 }  // namespace
 }  // namespace activemm
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(activemm::kUsage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() < 2) return activemm::UsageError("no command given");
-  if (args.size() > 2) {
-    return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[2]));
+  // Flags are spelled with dashes on the command line (--lazy-tlb) and with underscores in
+  // absl (lazy_tlb): rewrite the few that have one before parsing.
+  std::vector<std::string> storage(argv, argv + argc);
+  std::vector<char*> argv2;
+  for (std::string& a : storage) {
+    for (const char* name : {"lazy-tlb"}) {
+      const std::string dashed = std::string("--") + name;
+      if (a == dashed || absl::StartsWith(a, dashed + "=")) {
+        a = "--" + absl::StrReplaceAll(name, {{"-", "_"}}) + a.substr(dashed.size());
+      }
+    }
+    argv2.push_back(a.data());
   }
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv2.data());
+  if (args.size() < 2) return activemm::UsageError("no command given");
   std::string cmd = args[1];
+  const size_t max_args = cmd == "run" || cmd == "compare" ? 3 : 2;
+  if (args.size() > max_args) {
+    return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[max_args]));
+  }
   if (cmd == "selftest") return activemm::Selftest();
+  if (cmd == "run" || cmd == "compare") {
+    return activemm::ScenarioCommand(cmd, args.size() > 2 ? args[2] : "");
+  }
   return activemm::UsageError(absl::StrFormat("unknown command '%s'", cmd));
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -56,7 +57,9 @@ Runner::Runner(Vm& vm, RunOptions options)
       n_(vm.num_vcpus()),
       state_(n_),
       checkpoint_sregs_(n_),
-      at_checkpoint_(n_, false) {}
+      at_checkpoint_(n_, false),
+      pause_sregs_(n_),
+      pause_present_(n_, false) {}
 
 RunResult Runner::Run() {
   InstallKickHandler();
@@ -131,7 +134,10 @@ void Runner::VcpuLoop(int cpu) {
       Fail(Outcome::kHostError, cpu, std::string(reason.status().message()));
       break;
     }
-    if (*reason == KVM_EXIT_INTR) continue;  // kicked (stop_ is set) or a stray signal
+    if (*reason == KVM_EXIT_INTR) {  // kicked: stopping, or pausing for a verification
+      if (!ParkIfPaused(cpu)) break;
+      continue;
+    }
     if (!HandleExit(cpu, *reason)) break;
   }
   // Record where this vCPU stopped, from its own thread, while nothing else runs it.
@@ -148,6 +154,82 @@ void Runner::VcpuLoop(int cpu) {
   }
   ++exited_;
   cv_.notify_all();
+}
+
+bool Runner::ParkIfPaused(int cpu) {
+  // The vCPU is out of KVM_RUN and stays out while parked, so these registers stay current.
+  absl::StatusOr<kvm_sregs> sregs = vm_.vcpu(cpu).GetSregs();
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (stop_) return false;
+    if (!pausing_ || cpu == pause_requester_) break;
+    pause_sregs_[cpu] = sregs.ok() ? *sregs : kvm_sregs{};
+    pause_present_[cpu] = sregs.ok();
+    ++parked_;
+    const uint64_t gen = pause_generation_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return pause_generation_ != gen || stop_; });
+    // The race this loop closes: another vCPU may have requested the next pause before this
+    // thread woke from the last one. Its kick (immediate_exit + signal) already happened while
+    // this thread was not in KVM_RUN; clearing immediate_exit now would lose it, and this vCPU
+    // would sit halted in the guest while the requester waits for it forever. So park again.
+  }
+  // Re-armed under the lock: a stop sets immediate_exit under the same lock, after stop_, so
+  // it can never be undone here.
+  __atomic_store_n(&vm_.vcpu(cpu).run()->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  return true;
+}
+
+void Runner::Verify(int cpu, uint64_t check, uint64_t step_index) {
+  absl::StatusOr<kvm_sregs> own = vm_.vcpu(cpu).GetSregs();
+  if (!own.ok()) {
+    Fail(Outcome::kHostError, cpu, std::string(own.status().message()));
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stop_) return;
+  pausing_ = true;
+  pause_requester_ = cpu;
+  parked_ = 0;
+  std::fill(pause_present_.begin(), pause_present_.end(), false);
+  pause_sregs_[cpu] = *own;
+  pause_present_[cpu] = true;
+  // Every other vCPU still in its loop leaves KVM_RUN (immediate_exit covers one that is about
+  // to enter, the signal one that is inside) and parks in ParkIfPaused.
+  for (int i = 0; i < n_; ++i) {
+    if (i == cpu) continue;
+    vm_.vcpu(i).RequestImmediateExit();
+    pthread_kill(threads_[i].native_handle(), kKickSignal);
+  }
+  // Threads that finish meanwhile leave the count through exited_.
+  cv_.wait(lock, [&] {
+    int others_running = 0;
+    for (int i = 0; i < n_; ++i) {
+      if (i != cpu && state_[i].phase != VcpuFinalState::Phase::kDone &&
+          state_[i].phase != VcpuFinalState::Phase::kFailed) {
+        ++others_running;
+      }
+    }
+    return stop_ || parked_ >= others_running;
+  });
+  absl::Status status = absl::OkStatus();
+  if (!stop_ && options_.on_verify) {
+    handler_running_ = true;
+    std::vector<kvm_sregs> sregs = pause_sregs_;
+    std::vector<bool> present = pause_present_;
+    lock.unlock();
+    status = options_.on_verify(VerifyView{check, step_index, cpu, vm_.memory(), sregs, present});
+    lock.lock();
+    handler_running_ = false;
+  }
+  last_progress_ = Clock::now();
+  pausing_ = false;
+  pause_requester_ = -1;
+  ++pause_generation_;
+  cv_.notify_all();
+  if (!status.ok() && !stop_) {
+    FailLocked(Outcome::kCheckFailed, -1, std::string(status.message()));
+  }
 }
 
 bool Runner::HandleExit(int cpu, uint32_t reason) {
@@ -235,6 +317,9 @@ bool Runner::HandleHypercall(int cpu, uint32_t nr) {
     case abi::Hypercall::kCheckpoint:
       Checkpoint(cpu, mb->arg[0]);
       return !stop_.load();
+    case abi::Hypercall::kVerify:
+      Verify(cpu, mb->arg[0], mb->arg[1]);
+      return !stop_.load();
     case abi::Hypercall::kPanic:
       Fail(Outcome::kGuestPanic, cpu, FormatPanic(cpu, mb->panic));
       return false;
@@ -276,6 +361,7 @@ void Runner::Finish(int cpu) {
   std::unique_lock<std::mutex> lock(mu_);
   state_[cpu].phase = VcpuFinalState::Phase::kDone;
   --live_;
+  cv_.notify_all();  // a verification in progress waits for one parked vCPU fewer
   // The others may all be waiting for this one at a checkpoint it will never reach; if so the
   // barrier is complete without it.
   MaybeReleaseLocked(lock);

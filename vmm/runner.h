@@ -45,10 +45,23 @@ struct CheckpointView {
 };
 using CheckpointHandler = std::function<absl::Status(const CheckpointView&)>;
 
+// A verification point requested by one vCPU (the kVerify hypercall): the host has paused every
+// other vCPU out of the guest, so all of guest memory is quiet and every CR3 is at hand.
+struct VerifyView {
+  uint64_t check;        // the guest's arg[0]
+  uint64_t step_index;   // the guest's arg[1]
+  int caller_cpu;
+  GuestMemory& memory;
+  const std::vector<kvm_sregs>& sregs;  // per vCPU
+  const std::vector<bool>& present;     // false for a vCPU that has finished
+};
+using VerifyHandler = std::function<absl::Status(const VerifyView&)>;
+
 struct RunOptions {
   absl::Duration timeout = absl::Seconds(10);  // longest time without any hypercall
   bool verbose = false;                        // echo guest log lines to stderr
   CheckpointHandler on_checkpoint;             // may be empty
+  VerifyHandler on_verify;                     // may be empty
 };
 
 struct VcpuFinalState {
@@ -87,6 +100,10 @@ class Runner {
   bool HandleExit(int cpu, uint32_t reason);
   bool HandleHypercall(int cpu, uint32_t nr);
   void Checkpoint(int cpu, uint64_t id);
+  void Verify(int cpu, uint64_t check, uint64_t step_index);
+  // A vCPU thread interrupted out of KVM_RUN: park while another vCPU's verification runs.
+  // Returns false when the run is stopping.
+  bool ParkIfPaused(int cpu);
   void Finish(int cpu);
   // Runs the handler and releases the barrier once every live vCPU is waiting. mu_ held.
   void MaybeReleaseLocked(std::unique_lock<std::mutex>& lock);
@@ -111,6 +128,13 @@ class Runner {
   int live_ = 0;     // vCPUs neither done nor failed
   int arrived_ = 0;  // live vCPUs waiting at the barrier
   int exited_ = 0;   // vCPU threads that have left their loop
+  // Pause for a verification: requested by pause_requester_, joined by every other thread.
+  bool pausing_ = false;
+  int pause_requester_ = -1;
+  int parked_ = 0;
+  uint64_t pause_generation_ = 0;
+  std::vector<kvm_sregs> pause_sregs_;
+  std::vector<bool> pause_present_;
   uint64_t generation_ = 0;
   bool handler_running_ = false;
   Clock::time_point last_progress_;

@@ -4,6 +4,7 @@ Run by CTest (`cli`) with ACTIVEMM_BIN set to the built binary, through Debian's
 Tests that boot a guest skip where /dev/kvm is unusable, unless ACTIVEMM_REQUIRE_KVM=1.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ def test_unknown_command_is_named():
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--cpus=0", "--cpus=0: must be between 1 and 64"),
+    ("--cpus=-1", "--cpus=-1: must be between 1 and 64"),
     ("--cpus=65", "--cpus=65: must be between 1 and 64"),
     ("--mem=lots", "--mem=lots: expected a size"),
     ("--timeout=0", "--timeout=0: expected seconds"),
@@ -137,3 +138,93 @@ def test_verbose_shows_guest_log_lines():
     r = run("selftest", "--cpus=1", "--verbose")
     assert r.returncode == EXIT_OK, r.stderr
     assert "[guest] cpu 0: cpu 0 online, apic id 0" in r.stderr
+
+
+# ---- scenarios: run and compare ---------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CANNED = sorted(os.path.join(ROOT, "scripts", "scenarios", f)
+                for f in os.listdir(os.path.join(ROOT, "scripts", "scenarios"))
+                if f.endswith(".py"))
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+@pytest.mark.parametrize("scenario", CANNED, ids=lambda p: os.path.basename(p)[:-3])
+def test_canned_scenario_holds_its_expectations(scenario, mode):
+    # Every check and counter in the canned scenarios was derived by hand from the Linux rules
+    # (the comments beside them); the host verifies all invariants after every step.
+    needs_kvm()
+    r = run("run", scenario, f"--lazy-tlb={mode}", "--verify=every-step")
+    assert r.returncode == EXIT_OK, r.stdout + r.stderr
+    assert " 0 failed; violations: 0" in r.stdout
+    passed = int(r.stdout.split("checks: ")[1].split(" passed")[0])
+    assert passed >= 3
+
+
+def test_run_writes_the_documented_json(tmp_path):
+    needs_kvm()
+    out = tmp_path / "report.json"
+    r = run("run", f"--json={out}")
+    assert r.returncode == EXIT_OK, r.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == {"lazy_tlb": True, "lazy": "on", "pcid": "modeled", "asids": 6}
+    for key in ("context_switches", "cr3_writes", "cr3_writes_flush", "cr3_writes_noflush",
+                "invlpg", "ipis_sent"):
+        assert key in report["totals"]
+        assert report["totals"][key] == sum(c[key] for c in report["cpus"])
+    assert report["checks"]["failed"] == 0 and report["checks"]["passed"] > 0
+    assert report["violations"] == []
+    assert {"name", "mm_users", "mm_count", "freed"} <= set(report["mms"][0])
+    assert not list(tmp_path.glob("report.json.tmp*"))
+
+
+def test_compare_shows_both_modes_and_the_cr3_writes_saved(tmp_path):
+    needs_kvm()
+    out = tmp_path / "compare.json"
+    r = run("compare", f"--json={out}")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "lazy on" in r.stdout and "lazy off" in r.stdout
+    report = json.loads(out.read_text())
+    on, off = report["runs"]
+    assert on["mode"]["lazy_tlb"] is True and off["mode"]["lazy_tlb"] is False
+    saved = off["totals"]["cr3_writes"] - on["totals"]["cr3_writes"]
+    assert report["saved"]["cr3_writes"] == saved
+    assert saved > 0  # the built-in scenario borrows mms in kernel threads
+
+
+@pytest.mark.parametrize("steps, message", [
+    ('[{"op": "spawn", "task": "A"}, {"op": "exec", "task": "A"}]',
+     "step 1 (exec)"),
+    ('[{"op": "kthread", "task": "K"}, {"op": "run", "cpu": 3, "task": "K"}]',
+     "step 1 (run)"),
+    ('[{"op": "teleport", "task": "A"}]', "step 0 (teleport)"),
+])
+def test_impossible_scenarios_are_rejected_before_the_guest_starts(tmp_path, steps, message):
+    f = tmp_path / "bad.json"
+    f.write_text('{"version": 1, "name": "bad", "cpus": 2, "steps": %s}' % steps)
+    r = run("run", str(f))
+    assert r.returncode == EXIT_USAGE
+    assert str(f) in r.stderr and message in r.stderr
+
+
+def test_malformed_json_names_the_file(tmp_path):
+    f = tmp_path / "broken.json"
+    f.write_text('{"version": 1, "name": ')
+    r = run("run", str(f))
+    assert r.returncode == EXIT_USAGE
+    assert "broken.json" in r.stderr and "invalid JSON" in r.stderr
+
+
+def test_a_failing_scenario_script_is_reported(tmp_path):
+    f = tmp_path / "fails.py"
+    f.write_text("raise SystemExit(3)\n")
+    r = run("run", str(f))
+    assert r.returncode == EXIT_USAGE
+    assert "the scenario script failed (exit status 3)" in r.stderr
+
+
+def test_planted_bug_fails_the_run_with_its_rule():
+    needs_kvm()
+    r = run("run", "--inject=no-cpumask", "--verify=every-step")
+    assert r.returncode == EXIT_CHECK_FAILED
+    assert "[mm_cpumask]" in r.stderr

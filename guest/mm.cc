@@ -1,0 +1,254 @@
+// mm_struct life cycle (kernel/fork.c: mm_alloc, dup_mm, __mmput, __mmdrop;
+// include/linux/sched/mm.h: mmgrab, mmdrop, mmget, mmput and the lazy-TLB variants) and the
+// user mappings of an mm on its real page table.
+#include "guest/hypercall.h"
+#include "guest/kernel_map.h"
+#include "guest/lib.h"
+#include "guest/model.h"
+#include "guest/user_mode.h"
+#include "shared/page_table.h"
+#include "shared/x86.h"
+
+namespace activemm::guest {
+
+constinit ModelConfig model;
+constinit abi::MmSlot mm_slots[abi::kMaxMms] = {};
+
+namespace {
+
+using x86::Pte;
+
+constexpr uint64_t kUserText = Pte::kUser;  // read-only, executable
+constexpr uint64_t kUserRw = Pte::kUser | Pte::kWritable | Pte::kNoExecute;
+constexpr uint64_t kUserRo = Pte::kUser | Pte::kNoExecute;
+
+// mm->context.ctx_id: unique for ever (init_mm has 1, as last_mm_ctx_id starts there).
+constinit uint64_t last_ctx_id = 1;
+
+uint64_t DataVa(uint32_t i) { return abi::kUserDataVa + uint64_t{i} * x86::kPageSize; }
+
+PageTable<DirectMapMem> Tables(const MmStruct* mm) {
+  static DirectMapMem mem;
+  return PageTable<DirectMapMem>(mem, mm->pgd_pa);
+}
+
+void MapOrPanic(MmStruct* mm, uint64_t va, uint64_t pa, uint64_t flags) {
+  PtStatus s = Tables(mm).Map(va, pa, flags);
+  GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, va, static_cast<uint64_t>(s));
+}
+
+uint64_t AllocPageOrPanic() {
+  uint64_t pa = AllocPage();
+  GUEST_CHECK(pa != 0);
+  return pa;
+}
+
+// A new mm_struct in slot `slot` with its page table, user text, control page and stack.
+MmStruct* NewMm(int32_t slot) {
+  GUEST_CHECK_VALUES(slot > abi::kInitMm && slot < static_cast<int32_t>(abi::kMaxMms) &&
+                         mm_slots[slot].state == static_cast<uint32_t>(abi::SlotState::kUnused),
+                     1, static_cast<uint64_t>(slot));
+  uint64_t page = AllocPageOrPanic();
+  auto* mm = static_cast<MmStruct*>(PhysToVirt(page));
+  mm->magic = abi::kMmMagic;
+  mm->mm_users = 1;
+  mm->mm_count = 1;
+  mm->pgd_pa = AllocPgdWithKernelHalf(guest_info->swapper_pgd_pa);
+  GUEST_CHECK(mm->pgd_pa != 0);
+  mm->ctx_id = __atomic_add_fetch(&last_ctx_id, 1, __ATOMIC_RELAXED);
+  mm->tlb_gen = 0;  // init_new_context()
+  mm->cpumask = 0;
+  mm->nr_pages = 0;
+  mm->generation = 0;
+  uint64_t text_pa = reinterpret_cast<uint64_t>(__user_text_start) - abi::kKernelTextBase;
+  uint64_t text_size = static_cast<uint64_t>(__user_text_end - __user_text_start);
+  for (uint64_t off = 0; off < text_size; off += x86::kPageSize) {
+    MapOrPanic(mm, abi::kUserTextVa + off, text_pa + off, kUserText);
+  }
+  mm->ctl_pa = AllocPageOrPanic();
+  MapOrPanic(mm, abi::kUserCtlVa, mm->ctl_pa, kUserRw);
+  mm->stack_pa = AllocPageOrPanic();
+  MapOrPanic(mm, abi::kUserStackTopVa - x86::kPageSize, mm->stack_pa, kUserRw);
+  mm_slots[slot].pa = page;
+  // Published last: the host reads only live slots.
+  __atomic_store_n(&mm_slots[slot].state, static_cast<uint32_t>(abi::SlotState::kLive),
+                   __ATOMIC_RELEASE);
+  return mm;
+}
+
+abi::UserPage& AddPage(MmStruct* mm, uint64_t pa, uint64_t tag, uint32_t prot) {
+  GUEST_CHECK_VALUES(mm->nr_pages < abi::kMaxUserPages, 1, uint64_t{mm->nr_pages});
+  abi::UserPage& p = mm->pages[mm->nr_pages];
+  p.va = DataVa(mm->nr_pages);
+  p.pa = pa;
+  p.tag = tag;
+  p.state = static_cast<uint32_t>(abi::PageState::kMapped);
+  p.prot = prot;
+  ++mm->nr_pages;
+  MapOrPanic(mm, p.va, pa, prot & abi::kPageWritable ? kUserRw : kUserRo);
+  return p;
+}
+
+bool Mapped(const abi::UserPage& p) {
+  return p.state == static_cast<uint32_t>(abi::PageState::kMapped);
+}
+
+// Frees the page-table pages below the user half of pgd (free_pgtables()); the pgd itself
+// lives until __mmdrop, so a CPU still lazily on this mm keeps a valid kernel half.
+void FreeUserTables(uint64_t table_pa, int level) {
+  auto* t = static_cast<uint64_t*>(PhysToVirt(table_pa));
+  int limit = level == 4 ? abi::kFirstKernelPml4Index : x86::kEntriesPerTable;
+  for (int i = 0; i < limit; ++i) {
+    Pte e(t[i]);
+    if (!e.present()) continue;
+    if (level > 2) FreeUserTables(e.addr(), level - 1);
+    if (level > 1) FreePage(e.addr());  // a table page (leaf data pages are freed by owner)
+    t[i] = 0;
+  }
+}
+
+// __mmput -> exit_mmap: tear down the user address space.
+void exit_mmap(MmStruct* mm) {
+  for (uint32_t i = 0; i < mm->nr_pages; ++i) {
+    if (Mapped(mm->pages[i])) FreePage(mm->pages[i].pa);
+  }
+  mm->nr_pages = 0;
+  FreePage(mm->ctl_pa);
+  FreePage(mm->stack_pa);
+  mm->ctl_pa = 0;
+  mm->stack_pa = 0;
+  FreeUserTables(mm->pgd_pa, 4);
+}
+
+// __mmdrop: the pgd and the mm_struct go back to the allocator, poisoned. The pgd keeps its
+// kernel half: a CPU that wrongly still has this mm loaded (a refcount bug) keeps running, so
+// the host's verifier can report the use after free by rule instead of the guest dying.
+void __mmdrop(int32_t slot) {
+  GUEST_CHECK_VALUES(slot != abi::kInitMm, 1, static_cast<uint64_t>(slot));
+  MmStruct* mm = Mm(slot);
+  __atomic_store_n(&mm_slots[slot].state, static_cast<uint32_t>(abi::SlotState::kFreed),
+                   __ATOMIC_RELEASE);
+  FreePage(mm->pgd_pa, x86::kPageSize / 2);
+  FreePage(mm_slots[slot].pa);
+}
+
+}  // namespace
+
+void init_mm_setup() {
+  uint64_t page = AllocPageOrPanic();
+  auto* mm = static_cast<MmStruct*>(PhysToVirt(page));
+  mm->magic = abi::kMmMagic;
+  mm->mm_users = 1;
+  mm->mm_count = 1;
+  mm->pgd_pa = guest_info->swapper_pgd_pa;
+  mm->ctx_id = 1;
+  mm_slots[abi::kInitMm].pa = page;
+  mm_slots[abi::kInitMm].state = static_cast<uint32_t>(abi::SlotState::kLive);
+}
+
+void mm_alloc(int32_t slot, uint32_t pages) {
+  MmStruct* mm = NewMm(slot);
+  // Fresh pages are zero: tag 0 tells ring 3 to expect zeroes.
+  for (uint32_t i = 0; i < pages; ++i) AddPage(mm, AllocPageOrPanic(), 0, abi::kPageWritable);
+}
+
+void dup_mm(int32_t slot, int32_t old_slot) {
+  MmStruct* mm = NewMm(slot);
+  const MmStruct* old = Mm(old_slot);
+  for (uint32_t i = 0; i < old->nr_pages; ++i) {
+    const abi::UserPage& src = old->pages[i];
+    if (!Mapped(src)) {
+      // An unmapped hole stays a hole: the child must fault there too.
+      abi::UserPage& p = mm->pages[mm->nr_pages++];
+      p = src;
+      continue;
+    }
+    // A private copy now (no copy-on-write): the child's page must never be the parent's.
+    uint64_t pa = AllocPageOrPanic();
+    memcpy(PhysToVirt(pa), PhysToVirt(src.pa), x86::kPageSize);
+    AddPage(mm, pa, src.tag, src.prot);
+  }
+}
+
+void mmgrab(int32_t mm) { __atomic_add_fetch(&Mm(mm)->mm_count, 1, __ATOMIC_RELAXED); }
+
+void mmdrop(int32_t mm) {
+  int32_t left = __atomic_sub_fetch(&Mm(mm)->mm_count, 1, __ATOMIC_ACQ_REL);
+  if (left == 0) __mmdrop(mm);
+}
+
+void mmget(int32_t mm) { __atomic_add_fetch(&Mm(mm)->mm_users, 1, __ATOMIC_RELAXED); }
+
+void mmput(int32_t mm) {
+  MmStruct* m = Mm(mm);
+  if (__atomic_sub_fetch(&m->mm_users, 1, __ATOMIC_ACQ_REL) == 0) {
+    exit_mmap(m);  // __mmput
+    mmdrop(mm);
+  }
+}
+
+void mmgrab_lazy_tlb(int32_t mm) {
+  if (!LazyOn()) return;  // CONFIG_MMU_LAZY_TLB_REFCOUNT=n: no reference
+  mmgrab(mm);
+  ++counters().lazy_grabs;
+}
+
+void mmdrop_lazy_tlb(int32_t mm) {
+  if (!LazyOn()) return;
+  ++counters().lazy_drops;
+  mmdrop(mm);
+}
+
+void do_mmap(int32_t slot, uint32_t pages) {
+  MmStruct* mm = Mm(slot);
+  for (uint32_t i = 0; i < pages; ++i) AddPage(mm, AllocPageOrPanic(), 0, abi::kPageWritable);
+  // A new mapping needs no flush: nothing can have cached a translation for it.
+}
+
+void do_munmap(int32_t slot, uint32_t pages) {
+  MmStruct* mm = Mm(slot);
+  uint64_t first_va = 0, end_va = 0;
+  uint32_t done = 0;
+  for (uint32_t i = mm->nr_pages; i-- > 0 && done < pages;) {
+    abi::UserPage& p = mm->pages[i];
+    if (!Mapped(p)) continue;
+    Pte old;
+    PtStatus s = Tables(mm).Unmap(p.va, &old);
+    GUEST_CHECK_VALUES(s == PtStatus::kOk && old.addr() == p.pa, 2, p.va,
+                       static_cast<uint64_t>(s));
+    // The page is freed only after the PTE is gone; with other CPUs using the mm, Linux also
+    // waits for their TLB flush first (tlb_finish_mmu), which comes with the shootdown layer.
+    FreePage(p.pa);
+    p.pa = 0;
+    p.tag = 0;
+    p.state = static_cast<uint32_t>(abi::PageState::kUnmapped);
+    if (end_va == 0) end_va = p.va + x86::kPageSize;
+    first_va = p.va;
+    ++done;
+  }
+  GUEST_CHECK_VALUES(done == pages, 2, uint64_t{done}, uint64_t{pages});
+  flush_tlb_mm_range(slot, first_va, end_va);
+}
+
+void do_mprotect(int32_t slot, uint32_t pages, uint32_t prot) {
+  MmStruct* mm = Mm(slot);
+  uint64_t first_va = 0, end_va = 0;
+  uint32_t done = 0;
+  for (uint32_t i = mm->nr_pages; i-- > 0 && done < pages;) {
+    abi::UserPage& p = mm->pages[i];
+    if (!Mapped(p)) continue;
+    Pte old;
+    bool writable = prot & abi::kPageWritable;
+    PtStatus s = Tables(mm).SetLeafFlags(p.va, writable ? Pte::kWritable : 0,
+                                         writable ? 0 : Pte::kWritable, &old);
+    GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, p.va, static_cast<uint64_t>(s));
+    p.prot = prot;
+    if (end_va == 0) end_va = p.va + x86::kPageSize;
+    first_va = p.va;
+    ++done;
+  }
+  GUEST_CHECK_VALUES(done == pages, 2, uint64_t{done}, uint64_t{pages});
+  flush_tlb_mm_range(slot, first_va, end_va);
+}
+
+}  // namespace activemm::guest

@@ -1,0 +1,94 @@
+// The mm model's state in the guest: the objects of shared/mm_abi.h (mm_struct, task_struct,
+// run-queue and cpu_tlbstate per CPU) and the run's configuration. The code that changes them
+// mirrors Linux function by function in mm.cc, tlb.cc and sched.cc.
+#ifndef ACTIVEMM_GUEST_MODEL_H_
+#define ACTIVEMM_GUEST_MODEL_H_
+
+#include <stdint.h>
+
+#include "guest/page_alloc.h"
+#include "guest/percpu.h"
+#include "shared/mm_abi.h"
+
+namespace activemm::guest {
+
+using abi::CpuMmState;
+using abi::MmStruct;
+using abi::TaskStruct;
+
+struct ModelConfig {
+  abi::LazyMode lazy = abi::LazyMode::kOn;
+  abi::PcidMode pcid = abi::PcidMode::kModeled;
+  uint32_t num_asids = abi::kDefaultAsids;
+  abi::MmBug bug = abi::MmBug::kNone;
+};
+
+extern ModelConfig model;
+extern abi::MmSlot mm_slots[abi::kMaxMms];
+extern TaskStruct tasks[abi::kMaxTasks];
+extern CpuMmState cpu_mm[abi::kMaxCpus];
+
+inline bool LazyOn() { return model.lazy == abi::LazyMode::kOn; }
+inline bool Bug(abi::MmBug b) { return model.bug == b; }
+
+inline MmStruct* Mm(int32_t slot) {
+  return static_cast<MmStruct*>(PhysToVirt(mm_slots[slot].pa));
+}
+inline TaskStruct* Task(int32_t index) { return &tasks[index]; }
+inline int32_t TaskIndex(const TaskStruct* t) { return static_cast<int32_t>(t - tasks); }
+
+// This CPU's run-queue and tlbstate. Never cache it across a context switch: a task may resume
+// on another CPU (the %gs-relative read is what keeps it right, as this_rq() in Linux).
+inline CpuMmState* this_rq() { return &cpu_mm[this_cpu()->cpu]; }
+inline abi::MmCounters& counters() { return this_rq()->counters; }
+inline TaskStruct* current() { return Task(this_rq()->curr); }
+inline bool IsKthread(const TaskStruct* t) { return t->flags & abi::kPfKthread; }
+
+// ---- mm.cc: mm_struct life cycle and user mappings ----
+// Creates mm `slot` with `pages` fresh data pages (mm_users = mm_count = 1).
+void mm_alloc(int32_t slot, uint32_t pages);
+// dup_mm: a new mm `slot` with copies of `old`'s user pages.
+void dup_mm(int32_t slot, int32_t old);
+void init_mm_setup();  // slot 0 = init_mm, on the swapper page table (CPU 0, once)
+void mmgrab(int32_t mm);
+void mmdrop(int32_t mm);
+void mmget(int32_t mm);
+void mmput(int32_t mm);
+void mmgrab_lazy_tlb(int32_t mm);
+void mmdrop_lazy_tlb(int32_t mm);
+// mmap / munmap / mprotect on current->mm.
+void do_mmap(int32_t mm, uint32_t pages);
+void do_munmap(int32_t mm, uint32_t pages);
+void do_mprotect(int32_t mm, uint32_t pages, uint32_t prot);
+
+// ---- tlb.cc: arch/x86/mm/tlb.c ----
+void initialize_tlbstate();
+void switch_mm_irqs_off(int32_t next);
+void enter_lazy_tlb(int32_t mm);
+// After a page-table change of mm in [start, end): tlb_gen += 1 and the flush Linux does
+// (flush_tlb_mm_range): INVLPG per page up to 33 pages, else a full flush.
+void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end);
+
+// ---- sched.cc: kernel/sched/core.c, fork, exit, exec, kthread ----
+void sched_init_cpu();  // this CPU's idle task is current
+int32_t task_create(int32_t index, uint32_t flags);
+void context_switch(int32_t next);
+[[noreturn]] void do_exit();
+void do_exec(int32_t new_mm, uint32_t pages);
+void kthread_use_mm(int32_t mm);
+void kthread_unuse_mm();
+
+// ---- user_burst.cc ----
+// The current user task runs once in ring 3 on its loaded page table: it verifies every page
+// holds what it last wrote, rewrites the writable ones, and checks unmapped and read-only pages
+// fault as they must.
+void run_user_burst();
+
+// ---- scenario.cc ----
+[[noreturn]] void RunScenario();
+// Where a new task starts (after ret_from_fork): finish the step that switched to it.
+[[noreturn]] void StepLoopResume();
+
+}  // namespace activemm::guest
+
+#endif  // ACTIVEMM_GUEST_MODEL_H_

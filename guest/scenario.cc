@@ -1,0 +1,175 @@
+// The scenario program: every CPU executes the steps addressed to it, one step at a time in
+// program order, and waits halted (woken by a kick IPI) while another CPU executes. The host
+// verifies at kVerify steps and, with --verify=every-step, after every step.
+#include "guest/apic.h"
+#include "guest/cpu.h"
+#include "guest/hypercall.h"
+#include "guest/model.h"
+#include "guest/traps.h"
+#include "shared/x86.h"
+
+namespace activemm::guest {
+namespace {
+
+constinit const abi::ScenarioHeader* header = nullptr;
+constinit const abi::Step* steps = nullptr;
+constinit uint32_t next_step = 0;  // the step to execute next; written by the CPU that ran the last
+constinit abi::MmDirectory* directory = nullptr;
+
+// A check index the host reads as "no check of the file, just a full verification".
+constexpr uint64_t kVerifyOnly = ~uint64_t{0};
+
+void Verify(uint64_t check, uint32_t step_index) {
+  abi::CpuMailbox* mb = this_cpu()->mailbox;
+  mb->arg[0] = check;
+  mb->arg[1] = step_index;
+  Hypercall(abi::Hypercall::kVerify);
+}
+
+void Kick(uint32_t cpu) { ApicSendIpi(percpu[cpu].apic_id, kVecKick); }
+
+void ExecuteStep(const abi::Step& s) {
+  switch (static_cast<abi::StepOp>(s.op)) {
+    case abi::StepOp::kSpawn: {
+      TaskStruct* t = Task(task_create(s.task, 0));
+      mm_alloc(s.mm, s.pages);
+      t->mm = t->active_mm = s.mm;
+      return;
+    }
+    case abi::StepOp::kCloneVm: {  // copy_mm with CLONE_VM
+      const int32_t mm = Task(s.parent)->mm;
+      GUEST_CHECK(mm != abi::kNoMm);
+      TaskStruct* t = Task(task_create(s.task, 0));
+      mmget(mm);
+      t->mm = t->active_mm = mm;
+      return;
+    }
+    case abi::StepOp::kFork: {  // copy_mm -> dup_mm
+      const int32_t mm = Task(s.parent)->mm;
+      GUEST_CHECK(mm != abi::kNoMm);
+      TaskStruct* t = Task(task_create(s.task, 0));
+      dup_mm(s.mm, mm);
+      t->mm = t->active_mm = s.mm;
+      return;
+    }
+    case abi::StepOp::kKthread:
+      task_create(s.task, abi::kPfKthread);
+      return;
+    case abi::StepOp::kRun:
+      GUEST_CHECK_VALUES(Task(s.task)->state == static_cast<uint32_t>(abi::TaskState::kRunnable),
+                         2, static_cast<uint64_t>(s.task), uint64_t{Task(s.task)->state});
+      context_switch(s.task);
+      return;
+    case abi::StepOp::kIdle:
+      context_switch(this_rq()->idle);
+      return;
+    case abi::StepOp::kExec:
+      GUEST_CHECK(this_rq()->curr == s.task);
+      do_exec(s.mm, s.pages);
+      return;
+    case abi::StepOp::kExit:
+      GUEST_CHECK(this_rq()->curr == s.task);
+      do_exit();  // does not return: the CPU continues in its idle task
+    case abi::StepOp::kUseMm:
+      GUEST_CHECK(this_rq()->curr == s.task);
+      kthread_use_mm(s.mm);
+      return;
+    case abi::StepOp::kUnuseMm:
+      GUEST_CHECK(this_rq()->curr == s.task);
+      kthread_unuse_mm();
+      return;
+    case abi::StepOp::kMmap:
+    case abi::StepOp::kMunmap:
+    case abi::StepOp::kMprotect: {
+      TaskStruct* t = current();
+      GUEST_CHECK(this_rq()->curr == s.task && t->mm != abi::kNoMm);
+      if (s.op == static_cast<uint32_t>(abi::StepOp::kMmap)) do_mmap(t->mm, s.pages);
+      if (s.op == static_cast<uint32_t>(abi::StepOp::kMunmap)) do_munmap(t->mm, s.pages);
+      if (s.op == static_cast<uint32_t>(abi::StepOp::kMprotect)) {
+        do_mprotect(t->mm, s.pages, s.prot);
+      }
+      if (!IsKthread(t)) run_user_burst();  // the task goes back to ring 3 on the new mapping
+      return;
+    }
+    case abi::StepOp::kVerify:
+      Verify(s.arg, s.index);
+      return;
+  }
+  Panic(__FILE__, __LINE__, "unknown step op", 2, uint64_t{s.op}, uint64_t{s.index});
+}
+
+// Completes the step this CPU is executing. Called after ExecuteStep returns, which may be in
+// another task's frame (the one a run step switched to), so the step comes from per-CPU state.
+void FinishStep() {
+  const uint32_t i = this_cpu()->cur_step;
+  const abi::Step& s = steps[i];
+  if (s.flags & abi::kStepVerifyAfter) Verify(kVerifyOnly, s.index);
+  directory->steps_done = i + 1;
+  // Release: the next CPU must see everything this step wrote before it sees the step index.
+  __atomic_store_n(&next_step, i + 1, __ATOMIC_RELEASE);
+  const uint32_t me = this_cpu()->cpu;
+  if (i + 1 >= header->num_steps) {
+    for (uint32_t c = 0; c < boot_params->num_cpus; ++c) {
+      if (c != me) Kick(c);
+    }
+  } else if (steps[i + 1].cpu != me) {
+    Kick(steps[i + 1].cpu);
+  }
+}
+
+[[noreturn]] void StepLoop() {
+  for (;;) {
+    Cli();
+    const uint32_t i = __atomic_load_n(&next_step, __ATOMIC_ACQUIRE);
+    if (i >= header->num_steps) Done(0);
+    if (steps[i].cpu != this_cpu()->cpu) {
+      // The kick may come between the load above and the halt: it stays pending (interrupts
+      // are off) and the atomic sti;hlt wakes at once.
+      SafeHaltThenCli();
+      continue;
+    }
+    this_cpu()->cur_step = i;
+    ExecuteStep(steps[i]);
+    FinishStep();
+  }
+}
+
+}  // namespace
+
+void StepLoopResume() {
+  FinishStep();
+  StepLoop();
+}
+
+void RunScenario() {
+  const uint32_t cpu = this_cpu()->cpu;
+  if (cpu == 0) {
+    header = static_cast<const abi::ScenarioHeader*>(PhysToVirt(abi::kScenarioPa));
+    GUEST_CHECK_VALUES(header->num_steps > 0 && header->num_steps <= abi::kMaxSteps &&
+                           header->num_asids >= 1 && header->num_asids <= abi::kMaxAsids,
+                       2, uint64_t{header->num_steps}, uint64_t{header->num_asids});
+    GUEST_CHECK_VALUES(header->steps_pa >= abi::kScenarioPa + sizeof(abi::ScenarioHeader) &&
+                           header->steps_pa + header->num_steps * sizeof(abi::Step) <=
+                               abi::kScenarioPa + abi::kScenarioBytes,
+                       1, header->steps_pa);
+    steps = static_cast<const abi::Step*>(PhysToVirt(header->steps_pa));
+    model.lazy = static_cast<abi::LazyMode>(header->lazy_mode);
+    model.pcid = static_cast<abi::PcidMode>(header->pcid_mode);
+    model.num_asids = header->num_asids;
+    model.bug = static_cast<abi::MmBug>(header->bug);
+    init_mm_setup();
+    directory = static_cast<abi::MmDirectory*>(PhysToVirt(abi::kMmDirectoryPa));
+    directory->mm_slots_pa = reinterpret_cast<uint64_t>(mm_slots) - abi::kKernelTextBase;
+    directory->tasks_pa = reinterpret_cast<uint64_t>(tasks) - abi::kKernelTextBase;
+    directory->cpus_pa = reinterpret_cast<uint64_t>(cpu_mm) - abi::kKernelTextBase;
+  }
+  // Every CPU needs the configuration and init_mm before it sets up its own state.
+  Checkpoint(abi::kCheckpointModelReady);
+  this_cpu()->apic_id = ApicInit();
+  sched_init_cpu();
+  initialize_tlbstate();
+  Checkpoint(abi::kCheckpointModelReady + 1);
+  StepLoop();
+}
+
+}  // namespace activemm::guest

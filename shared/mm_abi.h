@@ -1,0 +1,264 @@
+// The mm model's objects as both sides see them: Linux's mm_struct, task_struct, run-queue and
+// cpu_tlbstate, named as in Linux, and the compiled scenario program the guest executes.
+//
+// References between objects are indices, not pointers: a task's `mm` is an mm slot number
+// (kNoMm for NULL), so the host can range-check every reference it follows and name the
+// object in a report. The guest keeps the objects where the host finds them through GuestInfo.
+#ifndef ACTIVEMM_SHARED_MM_ABI_H_
+#define ACTIVEMM_SHARED_MM_ABI_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/abi.h"
+
+namespace activemm::abi {
+
+inline constexpr int32_t kNoMm = -1;
+inline constexpr int32_t kInitMm = 0;  // slot 0 is init_mm, never freed
+inline constexpr int32_t kNoTask = -1;
+inline constexpr int32_t kNoCpu = -1;
+
+inline constexpr uint32_t kMaxMms = 4096;
+inline constexpr uint32_t kMaxTasks = 4096;
+inline constexpr uint32_t kMaxUserPages = 64;  // data pages an mm can have mapped or probed
+inline constexpr uint32_t kMaxAsids = 16;      // TLB_NR_DYN_ASIDS is 6 by default
+inline constexpr uint32_t kDefaultAsids = 6;
+
+// ---- mm_struct ----------------------------------------------------------------------------------
+inline constexpr uint64_t kMmMagic = 0x4d4d5f5354525543ull;  // "CURTS_MM"
+
+enum class PageState : uint32_t {
+  kMapped = 1,    // present in the page table; ring 3 verifies and (if writable) rewrites it
+  kUnmapped = 2,  // munmapped: ring 3 must fault on it
+};
+inline constexpr uint32_t kPageWritable = 1;
+
+struct UserPage {
+  uint64_t va;
+  uint64_t pa;     // 0 once unmapped (the page went back to the allocator)
+  uint64_t tag;    // ring 3 expects tag ^ word_va in every word; it writes the next tag
+  uint32_t state;  // PageState
+  uint32_t prot;   // kPageWritable or 0
+};
+static_assert(sizeof(UserPage) == 32);
+
+// One per mm, in a page of its own from the guest's page allocator (poisoned when freed).
+struct MmStruct {
+  uint64_t magic;  // kMmMagic while allocated
+  int32_t mm_users;
+  int32_t mm_count;
+  uint64_t pgd_pa;    // page-table root; kernel half shared with init_mm
+  uint64_t ctl_pa;    // the control page ring 3 reads its work list from (kUserCtlVa)
+  uint64_t stack_pa;  // the user stack page (kUserStackTopVa - 4 KiB)
+  uint64_t ctx_id;    // unique per mm, for ever (mm->context.ctx_id)
+  uint64_t tlb_gen;   // mm->context.tlb_gen
+  uint64_t cpumask;   // mm_cpumask(mm): bit n = CPU n
+  uint32_t nr_pages;  // entries used in pages[]
+  uint32_t generation;  // ring-3 bursts run on this mm (part of every page tag)
+  UserPage pages[kMaxUserPages];
+};
+static_assert(offsetof(MmStruct, pgd_pa) == 16);
+static_assert(offsetof(MmStruct, pages) == 72);
+static_assert(sizeof(MmStruct) <= 4096);
+
+enum class SlotState : uint32_t { kUnused = 0, kLive = 1, kFreed = 2 };
+
+// The guest's registry of mms: slot n holds the mm the scenario calls n (the host names them).
+struct MmSlot {
+  uint64_t pa;     // the MmStruct page; stays recorded after the mm is freed
+  uint32_t state;  // SlotState
+  uint32_t reserved;
+};
+static_assert(sizeof(MmSlot) == 16);
+
+// ---- task_struct --------------------------------------------------------------------------------
+enum class TaskState : uint32_t {
+  kUnused = 0,
+  kRunnable = 1,  // alive, not running on any CPU
+  kRunning = 2,   // the `curr` of the CPU in on_cpu
+  kDead = 3,      // exited; its kernel stack is gone
+};
+inline constexpr uint32_t kPfKthread = 1;   // PF_KTHREAD
+inline constexpr uint32_t kPfIdle = 2;      // a CPU's idle task
+inline constexpr uint32_t kPfUsingMm = 4;   // between kthread_use_mm and kthread_unuse_mm
+
+struct TaskStruct {
+  uint32_t state;  // TaskState
+  uint32_t flags;  // kPf*
+  int32_t mm;         // slot or kNoMm
+  int32_t active_mm;  // slot or kNoMm
+  int32_t on_cpu;     // kNoCpu when not running
+  uint32_t exec_count;
+  uint64_t stack_pa;  // kernel stack (kTaskStackPages pages); 0 for idle tasks (boot stacks)
+  uint64_t sp;        // saved kernel stack pointer while switched out (thread.sp)
+};
+static_assert(sizeof(TaskStruct) == 40);
+inline constexpr uint32_t kTaskStackPages = 2;
+
+// ---- per-CPU: run-queue, cpu_tlbstate, counters ---------------------------------------------
+struct TlbContext {  // cpu_tlbstate.ctxs[asid]
+  uint64_t ctx_id;
+  uint64_t tlb_gen;
+};
+
+// Event counters, per CPU, counted from the first scenario step on.
+struct MmCounters {
+  uint64_t context_switches;
+  uint64_t switch_user_to_kernel;
+  uint64_t switch_kernel_to_kernel;
+  uint64_t switch_kernel_to_user;
+  uint64_t switch_user_to_user;
+  uint64_t cr3_writes;
+  uint64_t cr3_writes_flush;
+  uint64_t cr3_writes_noflush;  // loads that keep (or, with modeled PCID, would keep) the TLB
+  uint64_t invlpg;
+  uint64_t lazy_entries;  // enter_lazy_tlb that set is_lazy
+  uint64_t lazy_grabs;    // mmgrab_lazy_tlb that took a reference
+  uint64_t lazy_drops;    // mmdrop_lazy_tlb that dropped one
+  uint64_t ipis_sent;
+  uint64_t ipis_received;
+  uint64_t shootdowns;
+  uint64_t full_flushes;
+  uint64_t leave_mm;
+  uint64_t user_bursts;  // ring-3 runs of user tasks
+};
+inline constexpr int kNumMmCounters = sizeof(MmCounters) / sizeof(uint64_t);
+static_assert(sizeof(MmCounters) == 18 * 8);
+
+struct CpuMmState {
+  // struct rq
+  int32_t curr;     // task
+  int32_t idle;     // task
+  int32_t prev_mm;  // rq->prev_mm: an mm parked for finish_task_switch, or kNoMm
+  // struct tlb_state (cpu_tlbstate) and tlb_state_shared.is_lazy
+  int32_t loaded_mm;
+  uint16_t loaded_mm_asid;
+  uint16_t next_asid;
+  uint8_t is_lazy;
+  uint8_t reserved[3];
+  TlbContext ctxs[kMaxAsids];
+  MmCounters counters;
+};
+static_assert(offsetof(CpuMmState, ctxs) == 24);
+static_assert(sizeof(CpuMmState) == 24 + 16 * kMaxAsids + sizeof(MmCounters));
+
+// ---- the scenario program (host -> guest) -------------------------------------------------
+enum class StepOp : uint32_t {
+  kSpawn = 1,      // task, mm (new), pages
+  kCloneVm = 2,    // task (new), parent
+  kFork = 3,       // task (new), parent, mm (new)
+  kKthread = 4,    // task (new)
+  kRun = 5,        // cpu, task
+  kIdle = 6,       // cpu
+  kExec = 7,       // task (current), mm (new), pages
+  kExit = 8,       // task (current)
+  kUseMm = 9,      // task (current kthread), mm
+  kUnuseMm = 10,   // task (current kthread)
+  kMmap = 11,      // task (current), pages
+  kMunmap = 12,    // task (current), pages
+  kMprotect = 13,  // task (current), pages, prot
+  kVerify = 14,    // a host verification point: arg = index into the host's check list
+};
+
+inline constexpr uint32_t kStepVerifyAfter = 1;  // the host verifies after this step
+
+struct Step {
+  uint32_t op;  // StepOp
+  uint32_t cpu;
+  int32_t task;
+  int32_t parent;
+  int32_t mm;
+  uint32_t pages;
+  uint32_t prot;   // kPageWritable or 0 (mprotect)
+  uint32_t flags;  // kStepVerifyAfter
+  uint32_t index;  // the step's index in the scenario file (for reports)
+  uint32_t arg;
+};
+static_assert(sizeof(Step) == 40);
+
+enum class LazyMode : uint32_t {
+  kOn = 1,         // Linux today: CONFIG_MMU_LAZY_TLB_REFCOUNT=y
+  kOff = 2,        // no lazy TLB: kernel threads load init_mm (Linux 4.14-4.18 without PCID)
+  kShootdown = 3,  // MMU_LAZY_TLB_SHOOTDOWN: lazy users hold no reference
+};
+enum class PcidMode : uint32_t {
+  kOff = 0,       // ASID 0, every mm switch flushes
+  kModeled = 1,   // ASID decisions computed; CR3 loaded without PCID bits (no PCID here)
+  kHardware = 2,  // CR4.PCIDE=1 and real PCIDs with the no-flush bit
+};
+
+// Mm-model injectable bugs (Inject continues at 16 so self-test injections keep their values).
+enum class MmBug : uint32_t {
+  kNone = 0,
+  kSkipLazyMmgrab = 1,  // user -> kernel switch takes no lazy reference
+  kDoubleMmdrop = 2,    // finish_task_switch drops rq->prev_mm twice
+  kForgetPrevMm = 3,    // kernel -> user switch does not park the borrowed mm in rq->prev_mm
+  kNoCpumask = 4,       // switch_mm_irqs_off never sets the CPU in mm_cpumask
+  kWrongCr3 = 5,        // loading init_mm keeps the previous mm's page table in CR3
+};
+
+struct ScenarioHeader {
+  uint32_t num_steps;
+  uint32_t lazy_mode;   // LazyMode
+  uint32_t pcid_mode;   // PcidMode
+  uint32_t num_asids;   // 1..kMaxAsids
+  uint32_t bug;         // MmBug
+  uint32_t reserved;
+  uint64_t steps_pa;    // Step[num_steps]
+};
+static_assert(sizeof(ScenarioHeader) == 32);
+
+// Where the host puts the program: below the image, above the mailboxes.
+inline constexpr uint64_t kScenarioPa = 0x100000;
+inline constexpr uint64_t kScenarioBytes = kImageLoadPa - kScenarioPa;
+inline constexpr uint32_t kMaxSteps =
+    static_cast<uint32_t>((kScenarioBytes - sizeof(ScenarioHeader)) / sizeof(Step));
+static_assert(kMailboxPa + kMaxCpus * kMailboxSize <= kScenarioPa);
+
+// Where the guest keeps the model (written into GuestInfo-like directory at kMmDirectoryPa).
+struct MmDirectory {
+  uint64_t mm_slots_pa;  // MmSlot[kMaxMms]
+  uint64_t tasks_pa;     // TaskStruct[kMaxTasks]
+  uint64_t cpus_pa;      // CpuMmState[num_cpus]
+  uint32_t num_mms;      // slots in use (allocated ever)
+  uint32_t num_tasks;
+  uint32_t steps_done;   // steps the guest has completed
+  uint32_t reserved;
+};
+static_assert(sizeof(MmDirectory) == 40);
+inline constexpr uint64_t kMmDirectoryPa = kGuestInfoPa + 0x800;
+
+// User virtual addresses of an mm (beyond kUserTextVa / kUserDataVa / kUserStackTopVa).
+inline constexpr uint64_t kUserCtlVa = 0x0000000000600000ull;
+
+// The control page ring 3 works from (kUserCtlVa). The kernel fills `work`, ring 3 fills the
+// results; both sides compile this layout.
+struct UserWork {
+  uint64_t va;
+  uint64_t expect_tag;  // every word must read expect_tag ^ word_va
+  uint64_t new_tag;     // then every word is rewritten as new_tag ^ word_va (if writable)
+  uint32_t kind;        // UserWorkKind
+  uint32_t reserved;
+};
+enum class UserWorkKind : uint32_t {
+  kVerifyAndRewrite = 1,
+  kVerifyOnly = 2,   // read-only page: verify, then a write must fault
+  kMustFault = 3,    // unmapped page: a read must fault
+};
+struct UserControl {
+  uint64_t num_work;
+  uint64_t bad_words;        // words that did not hold the expected value
+  uint64_t missing_faults;   // accesses that should have faulted and did not
+  uint64_t first_bad_va;
+  uint64_t first_bad_value;
+  uint64_t reserved[3];
+  UserWork work[kMaxUserPages];
+};
+static_assert(offsetof(UserControl, work) == 64);
+static_assert(sizeof(UserControl) <= 4096);
+static_assert(sizeof(UserWork) == 32);
+
+}  // namespace activemm::abi
+
+#endif  // ACTIVEMM_SHARED_MM_ABI_H_

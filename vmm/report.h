@@ -1,0 +1,28 @@
+// What `activemm run` and `activemm compare` print and write: per-CPU and total tables, the
+// side-by-side comparison of lazy TLB on and off, and the --json report (docs/report.md).
+#ifndef ACTIVEMM_VMM_REPORT_H_
+#define ACTIVEMM_VMM_REPORT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+#include "vmm/scenario_run.h"
+
+namespace activemm {
+
+std::string FormatRunReport(const ScenarioReport& r, const std::string& host);
+// Side by side, one column per report (the same scenario in several modes): the first column
+// is lazy TLB on, the last the no-lazy baseline the savings are computed against.
+std::string FormatComparison(const std::vector<ScenarioReport>& reports, const std::string& host);
+
+nlohmann::json RunReportJson(const ScenarioReport& r);
+nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports);
+
+// Writes `content` to `path` whole or not at all (a temporary file renamed into place).
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
+
+}  // namespace activemm
+
+#endif  // ACTIVEMM_VMM_REPORT_H_

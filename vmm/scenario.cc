@@ -1,0 +1,915 @@
+#include "vmm/scenario.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <algorithm>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "shared/abi.h"
+#include "shared/mm_abi.h"
+
+// Validation helpers return a Status whose message is only the reason; the step loop adds the
+// "SOURCE: step N (OP): " prefix, so every helper can stay ignorant of where it is called from.
+#define SCENARIO_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    absl::Status scenario_status_ = (expr);              \
+    if (!scenario_status_.ok()) return scenario_status_; \
+  } while (0)
+
+#define SCENARIO_ASSIGN_OR_RETURN(lhs, expr) \
+  SCENARIO_ASSIGN_OR_RETURN_IMPL(SCENARIO_CONCAT(scenario_or_, __LINE__), lhs, expr)
+#define SCENARIO_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                                   \
+  if (!tmp.ok()) return std::move(tmp).status();       \
+  lhs = *std::move(tmp)
+#define SCENARIO_CONCAT(a, b) SCENARIO_CONCAT_INNER(a, b)
+#define SCENARIO_CONCAT_INNER(a, b) a##b
+
+namespace activemm {
+
+const std::vector<std::string>& MmCounterNames() {
+  static const std::vector<std::string>* const kNames = new std::vector<std::string>{
+      "context_switches",
+      "switch_user_to_kernel",
+      "switch_kernel_to_kernel",
+      "switch_kernel_to_user",
+      "switch_user_to_user",
+      "cr3_writes",
+      "cr3_writes_flush",
+      "cr3_writes_noflush",
+      "invlpg",
+      "lazy_entries",
+      "lazy_grabs",
+      "lazy_drops",
+      "ipis_sent",
+      "ipis_received",
+      "shootdowns",
+      "full_flushes",
+      "leave_mm",
+      "user_bursts",
+  };
+  return *kNames;
+}
+
+namespace {
+
+using json = nlohmann::json;
+
+// Kept next to the list above: a counter added to abi::MmCounters must get its name here too.
+constexpr int kNumCounterNames = 18;
+static_assert(kNumCounterNames == abi::kNumMmCounters,
+              "MmCounterNames() must name every field of abi::MmCounters, in order");
+
+constexpr int kMinCpus = 1;
+constexpr int kMaxCpus = static_cast<int>(abi::kMaxCpus);
+constexpr int kMaxSpawnPages = 32;  // spawn and exec: the initial data pages
+constexpr int kDefaultSpawnPages = 4;
+constexpr int kDefaultMapPages = 1;  // mmap, munmap, mprotect
+constexpr int kMaxPageEntries = static_cast<int>(abi::kMaxUserPages);
+constexpr size_t kMaxValueChars = 40;  // of a JSON value quoted in a message
+
+absl::Status Invalid(std::string reason) { return absl::InvalidArgumentError(std::move(reason)); }
+
+// A JSON value for a message: its type and, shortened, its text, so the user sees what was
+// actually there ("string \"4\"", "number 2.5").
+std::string Describe(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > kMaxValueChars) text = text.substr(0, kMaxValueChars) + "...";
+  if (value.is_null()) return "null";
+  if (value.is_object()) return "an object";
+  if (value.is_array()) return absl::StrCat("array ", text);
+  return absl::StrCat(value.type_name(), " ", text);
+}
+
+std::string Quote(const std::string& s) { return absl::StrCat("'", s, "'"); }
+
+absl::Status CheckFields(const json& object, std::initializer_list<const char*> allowed,
+                         const std::string& what) {
+  for (const auto& [key, value] : object.items()) {
+    if (std::none_of(allowed.begin(), allowed.end(),
+                     [&key = key](const char* a) { return key == a; })) {
+      return Invalid(absl::StrFormat("unknown field %s (%s takes: %s)", Quote(key), what,
+                                     absl::StrJoin(allowed, ", ")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Integers only: a JSON 2.0 or "2" is a type error, not something to convert.
+absl::StatusOr<std::optional<int64_t>> OptionalInt(const json& object, const char* field,
+                                                   int64_t min, int64_t max) {
+  auto it = object.find(field);
+  if (it == object.end()) return std::optional<int64_t>();
+  if (!it->is_number_integer()) {
+    return Invalid(absl::StrFormat("field '%s' must be an integer, got %s", field, Describe(*it)));
+  }
+  // Unsigned values beyond int64_t would wrap in get<int64_t>(); they are out of range anyway.
+  if (it->is_number_unsigned() &&
+      it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return Invalid(
+        absl::StrFormat("field '%s' is %s, must be %d..%d", field, it->dump(), min, max));
+  }
+  int64_t v = it->get<int64_t>();
+  if (v < min || v > max) {
+    return Invalid(absl::StrFormat("field '%s' is %d, must be %d..%d", field, v, min, max));
+  }
+  return std::optional<int64_t>(v);
+}
+
+absl::StatusOr<int64_t> RequiredInt(const json& object, const char* field, int64_t min,
+                                    int64_t max) {
+  if (!object.contains(field)) return Invalid(absl::StrFormat("missing field '%s'", field));
+  SCENARIO_ASSIGN_OR_RETURN(std::optional<int64_t> v, OptionalInt(object, field, min, max));
+  return *v;
+}
+
+absl::StatusOr<std::optional<bool>> OptionalBool(const json& object, const char* field) {
+  auto it = object.find(field);
+  if (it == object.end()) return std::optional<bool>();
+  if (!it->is_boolean()) {
+    return Invalid(
+        absl::StrFormat("field '%s' must be true or false, got %s", field, Describe(*it)));
+  }
+  return std::optional<bool>(it->get<bool>());
+}
+
+absl::StatusOr<std::optional<std::string>> OptionalName(const json& object, const char* field) {
+  auto it = object.find(field);
+  if (it == object.end()) return std::optional<std::string>();
+  if (!it->is_string()) {
+    return Invalid(absl::StrFormat("field '%s' must be a string, got %s", field, Describe(*it)));
+  }
+  std::string s = it->get<std::string>();
+  if (s.empty()) return Invalid(absl::StrFormat("field '%s' must not be empty", field));
+  return std::optional<std::string>(std::move(s));
+}
+
+absl::StatusOr<std::string> RequiredName(const json& object, const char* field) {
+  if (!object.contains(field)) return Invalid(absl::StrFormat("missing field '%s'", field));
+  SCENARIO_ASSIGN_OR_RETURN(std::optional<std::string> s, OptionalName(object, field));
+  return *std::move(s);
+}
+
+// The first key that appears twice in one JSON object. nlohmann::json keeps the last value
+// silently, which would hide a typo-like mistake ("pages" given twice), so the parser callback
+// records it. step is the index in "steps" it occurred in, or -1 outside the steps.
+struct DuplicateKey {
+  std::string key;
+  int step = -1;
+};
+
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int depth, json::parse_event_t event, const json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        CountStep(depth);
+        keys_.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!keys_.empty()) keys_.pop_back();
+        break;
+      case json::parse_event_t::array_start:
+      case json::parse_event_t::value:
+        CountStep(depth);
+        break;
+      case json::parse_event_t::key: {
+        const std::string& key = parsed.get_ref<const std::string&>();
+        if (depth == 1) top_level_key_ = key;
+        if (!keys_.empty() && !keys_.back().insert(key).second && !found_) {
+          found_ = DuplicateKey{key, depth >= 3 && InSteps() ? steps_seen_ - 1 : -1};
+        }
+        break;
+      }
+      case json::parse_event_t::array_end:
+        break;
+    }
+    return true;
+  }
+
+  const std::optional<DuplicateKey>& found() const { return found_; }
+
+ private:
+  // Events at depth 2 inside the top-level "steps" array start its elements. (The callback
+  // reports an array_start and a value at the depth of the key that holds it.)
+  bool InSteps() const { return top_level_key_ == "steps"; }
+  void CountStep(int depth) {
+    if (depth == 2 && InSteps()) ++steps_seen_;
+  }
+
+  std::vector<std::set<std::string>> keys_;
+  std::string top_level_key_;
+  int steps_seen_ = 0;
+  std::optional<DuplicateKey> found_;
+};
+
+// The host-side structural model: who exists, who runs where, who owns which mm. Reference
+// counts beyond mm_users and all TLB state are the guest's business; this model only has to
+// know enough to reject a step Linux could not execute.
+struct ModelTask {
+  std::string name;
+  bool alive = true;
+  bool kthread = false;   // PF_KTHREAD (idle tasks and kthread-created tasks until they exec)
+  bool using_mm = false;  // between kthread_use_mm and kthread_unuse_mm
+  int32_t mm = abi::kNoMm;
+  int on_cpu = -1;
+  int exec_count = 0;
+};
+
+struct ModelMm {
+  std::string name;
+  int users = 0;    // mm_users: live tasks that own it (a kthread_use_mm borrower does not)
+  int entries = 0;  // page entries, mapped and unmapped
+  int mapped = 0;
+};
+
+class Compiler {
+ public:
+  Compiler(const CompileOptions& options, Scenario* out) : options_(options), out_(*out) {}
+
+  void Start() {
+    for (int c = 0; c < out_.cpus; ++c) {
+      ModelTask idle;
+      idle.name = absl::StrCat("idle/", c);
+      idle.kthread = true;
+      idle.on_cpu = c;
+      tasks_.push_back(idle);
+      out_.task_names.push_back(idle.name);
+      curr_.push_back(c);
+    }
+    mms_.push_back(ModelMm{"init_mm"});
+    mm_by_name_["init_mm"] = abi::kInitMm;
+    out_.mm_names.push_back("init_mm");
+  }
+
+  absl::Status Step(int index, const json& step) {
+    if (!step.is_object()) {
+      return Invalid(absl::StrFormat("a step must be a JSON object, got %s", Describe(step)));
+    }
+    auto op_it = step.find("op");
+    if (op_it == step.end()) return Invalid("missing field 'op'");
+    if (!op_it->is_string()) {
+      return Invalid(absl::StrFormat("field 'op' must be a string, got %s", Describe(*op_it)));
+    }
+    const std::string op = op_it->get<std::string>();
+    index_ = index;
+    if (op == "spawn") return Spawn(step);
+    if (op == "clone_vm") return CloneOrFork(step, /*fork=*/false);
+    if (op == "fork") return CloneOrFork(step, /*fork=*/true);
+    if (op == "kthread") return Kthread(step);
+    if (op == "run") return Run(step);
+    if (op == "idle") return Idle(step);
+    if (op == "exec") return Exec(step);
+    if (op == "exit") return Exit(step);
+    if (op == "use_mm") return UseMm(step);
+    if (op == "unuse_mm") return UnuseMm(step);
+    if (op == "mmap" || op == "munmap" || op == "mprotect") return PageOp(step, op);
+    if (op == "check") return Check(step);
+    if (op == "counters") return Counters(step);
+    if (op == "checkpoint") return Checkpoint(step);
+    return Invalid(absl::StrFormat(
+        "unknown op %s (ops: spawn, clone_vm, fork, kthread, run, idle, exec, exit, use_mm, "
+        "unuse_mm, mmap, munmap, mprotect, check, counters, checkpoint)",
+        Quote(op)));
+  }
+
+  void Finish() {
+    HostCheck final_check;
+    final_check.kind = HostCheck::Kind::kFinal;
+    final_check.step_index = -1;
+    // The final pass runs after the last file step, so it carries the index one past it.
+    AddVerify(std::move(final_check), static_cast<int>(out_.step_ops.size()));
+  }
+
+ private:
+  // ---- steps that create ----
+
+  absl::Status Spawn(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task", "pages", "cpu"}, "spawn"));
+    SCENARIO_ASSIGN_OR_RETURN(std::string name, RequiredName(step, "task"));
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<int64_t> pages,
+                              OptionalInt(step, "pages", 1, kMaxSpawnPages));
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<int> cpu, OptionalCpu(step, "cpu"));
+    SCENARIO_RETURN_IF_ERROR(CheckNewTaskName(name));
+    int n = static_cast<int>(pages.value_or(kDefaultSpawnPages));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t mm, NewMm(name, n, n));
+    int32_t task = NewTask(name, /*kthread=*/false, mm);
+    abi::Step s = ModelStep(abi::StepOp::kSpawn, cpu.value_or(0), task);
+    s.mm = mm;
+    s.pages = static_cast<uint32_t>(n);
+    Emit(s);
+    return absl::OkStatus();
+  }
+
+  absl::Status CloneOrFork(const json& step, bool fork) {
+    const char* op = fork ? "fork" : "clone_vm";
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "parent", "task"}, op));
+    SCENARIO_ASSIGN_OR_RETURN(std::string parent_name, RequiredName(step, "parent"));
+    SCENARIO_ASSIGN_OR_RETURN(std::string name, RequiredName(step, "task"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t parent, FindTask(parent_name));
+    SCENARIO_RETURN_IF_ERROR(RequireAlive(parent));
+    const ModelTask& p = tasks_[parent];
+    if (p.mm == abi::kNoMm || p.using_mm) {
+      return Invalid(
+          absl::StrFormat("parent %s is a kernel thread, not a user task", Quote(p.name)));
+    }
+    SCENARIO_RETURN_IF_ERROR(CheckNewTaskName(name));
+    int32_t parent_mm = p.mm;
+    int cpu = p.on_cpu >= 0 ? p.on_cpu : 0;
+    abi::Step s{};
+    if (fork) {
+      // dup_mm copies every entry, unmapped ones included (they stay listed in the child too).
+      const ModelMm& src = mms_[parent_mm];
+      SCENARIO_ASSIGN_OR_RETURN(int32_t mm, NewMm(name, src.entries, src.mapped));
+      s = ModelStep(abi::StepOp::kFork, cpu, NewTask(name, /*kthread=*/false, mm));
+      s.mm = mm;
+    } else {
+      ++mms_[parent_mm].users;
+      s = ModelStep(abi::StepOp::kCloneVm, cpu, NewTask(name, /*kthread=*/false, parent_mm));
+    }
+    s.parent = parent;
+    Emit(s);
+    return absl::OkStatus();
+  }
+
+  absl::Status Kthread(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task"}, "kthread"));
+    SCENARIO_ASSIGN_OR_RETURN(std::string name, RequiredName(step, "task"));
+    SCENARIO_RETURN_IF_ERROR(CheckNewTaskName(name));
+    Emit(ModelStep(abi::StepOp::kKthread, 0, NewTask(name, /*kthread=*/true, abi::kNoMm)));
+    return absl::OkStatus();
+  }
+
+  // ---- scheduling ----
+
+  absl::Status Run(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "cpu", "task"}, "run"));
+    SCENARIO_ASSIGN_OR_RETURN(int cpu, RequiredCpu(step, "cpu"));
+    SCENARIO_ASSIGN_OR_RETURN(std::string name, RequiredName(step, "task"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, FindTask(name));
+    SCENARIO_RETURN_IF_ERROR(RequireAlive(task));
+    const ModelTask& t = tasks_[task];
+    if (t.on_cpu == cpu) {
+      return Invalid(absl::StrFormat("task %s is already running on CPU %d", Quote(name), cpu));
+    }
+    if (t.on_cpu >= 0) {
+      return Invalid(absl::StrFormat("task %s is running on CPU %d", Quote(name), t.on_cpu));
+    }
+    SwitchTo(cpu, task);
+    Emit(ModelStep(abi::StepOp::kRun, cpu, task));
+    return absl::OkStatus();
+  }
+
+  absl::Status Idle(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "cpu"}, "idle"));
+    SCENARIO_ASSIGN_OR_RETURN(int cpu, RequiredCpu(step, "cpu"));
+    if (curr_[cpu] == cpu) return Invalid(absl::StrFormat("CPU %d is already idle", cpu));
+    SwitchTo(cpu, cpu);
+    Emit(ModelStep(abi::StepOp::kIdle, cpu, cpu));
+    return absl::OkStatus();
+  }
+
+  // ---- steps of the current task ----
+
+  absl::Status Exec(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task", "pages"}, "exec"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, CurrentTask(step));
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<int64_t> pages,
+                              OptionalInt(step, "pages", 1, kMaxSpawnPages));
+    ModelTask& t = tasks_[task];
+    if (t.using_mm) {
+      return Invalid(absl::StrFormat(
+          "kernel thread %s is between use_mm and unuse_mm (of mm %s) and cannot exec",
+          Quote(t.name), Quote(mms_[t.mm].name)));
+    }
+    int n = static_cast<int>(pages.value_or(kDefaultSpawnPages));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t mm,
+                              NewMm(absl::StrCat(t.name, ".exec", t.exec_count + 1), n, n));
+    ++t.exec_count;
+    if (t.mm != abi::kNoMm) DropUser(t.mm);
+    t.mm = mm;
+    t.kthread = false;  // a kernel thread that execs becomes a user task
+    abi::Step s = ModelStep(abi::StepOp::kExec, t.on_cpu, task);
+    s.mm = mm;
+    s.pages = static_cast<uint32_t>(n);
+    Emit(s);
+    return absl::OkStatus();
+  }
+
+  absl::Status Exit(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task"}, "exit"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, CurrentTask(step));
+    ModelTask& t = tasks_[task];
+    if (t.using_mm) {
+      return Invalid(absl::StrFormat(
+          "kernel thread %s is between use_mm and unuse_mm (of mm %s) and cannot exit",
+          Quote(t.name), Quote(mms_[t.mm].name)));
+    }
+    int cpu = t.on_cpu;
+    if (t.mm != abi::kNoMm) DropUser(t.mm);
+    t.mm = abi::kNoMm;
+    t.alive = false;
+    SwitchTo(cpu, cpu);  // the exiting task's CPU switches to its idle task
+    Emit(ModelStep(abi::StepOp::kExit, cpu, task));
+    return absl::OkStatus();
+  }
+
+  absl::Status UseMm(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task", "mm"}, "use_mm"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, CurrentTask(step));
+    SCENARIO_ASSIGN_OR_RETURN(std::string mm_name, RequiredName(step, "mm"));
+    ModelTask& t = tasks_[task];
+    if (!t.kthread) {
+      return Invalid(absl::StrFormat("task %s is a user task, not a kernel thread", Quote(t.name)));
+    }
+    if (t.using_mm) {
+      return Invalid(absl::StrFormat("kernel thread %s is already using mm %s", Quote(t.name),
+                                     Quote(mms_[t.mm].name)));
+    }
+    SCENARIO_ASSIGN_OR_RETURN(int32_t mm, FindMm(mm_name));
+    if (mm == abi::kInitMm) {
+      return Invalid("use_mm of mm 'init_mm': kthread_use_mm takes a user mm");
+    }
+    if (mms_[mm].users == 0) {
+      return Invalid(absl::StrFormat("mm %s has no users (mm_users is 0)", Quote(mm_name)));
+    }
+    t.using_mm = true;
+    t.mm = mm;
+    abi::Step s = ModelStep(abi::StepOp::kUseMm, t.on_cpu, task);
+    s.mm = mm;
+    Emit(s);
+    return absl::OkStatus();
+  }
+
+  absl::Status UnuseMm(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task"}, "unuse_mm"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, CurrentTask(step));
+    ModelTask& t = tasks_[task];
+    if (!t.kthread) {
+      return Invalid(absl::StrFormat("task %s is a user task, not a kernel thread", Quote(t.name)));
+    }
+    if (!t.using_mm) {
+      return Invalid(absl::StrFormat("kernel thread %s is not using an mm", Quote(t.name)));
+    }
+    t.using_mm = false;
+    t.mm = abi::kNoMm;
+    Emit(ModelStep(abi::StepOp::kUnuseMm, t.on_cpu, task));
+    return absl::OkStatus();
+  }
+
+  absl::Status PageOp(const json& step, const std::string& op) {
+    const bool mprotect = op == "mprotect";
+    if (mprotect) {
+      SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task", "pages", "prot"}, op));
+    } else {
+      SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task", "pages"}, op));
+    }
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, CurrentTask(step));
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<int64_t> pages_opt,
+                              OptionalInt(step, "pages", 1, kMaxPageEntries));
+    uint32_t prot = 0;
+    if (mprotect) {
+      auto it = step.find("prot");
+      if (it != step.end()) {
+        if (!it->is_string() || (*it != "r" && *it != "rw")) {
+          return Invalid(
+              absl::StrFormat("field 'prot' must be \"r\" or \"rw\", got %s", Describe(*it)));
+        }
+        if (*it == "rw") prot = abi::kPageWritable;
+      }
+    }
+    const ModelTask& t = tasks_[task];
+    if (t.mm == abi::kNoMm) {
+      return Invalid(
+          absl::StrFormat("task %s is a kernel thread with no mm (not between use_mm and unuse_mm)",
+                          Quote(t.name)));
+    }
+    ModelMm& mm = mms_[t.mm];
+    // Only reachable through a kthread_use_mm borrower outliving the mm's last user: exit_mmap
+    // has torn the user pages down, and Linux requires an mm_users reference (mmget) for this.
+    if (mm.users == 0) {
+      return Invalid(absl::StrFormat("mm %s has no users (mm_users is 0): its pages are gone",
+                                     Quote(mm.name)));
+    }
+    int pages = static_cast<int>(pages_opt.value_or(kDefaultMapPages));
+    abi::StepOp step_op;
+    if (op == "mmap") {
+      step_op = abi::StepOp::kMmap;
+      if (mm.entries + pages > kMaxPageEntries) {
+        return Invalid(absl::StrFormat(
+            "mmap of %d pages: mm %s already has %d page entries (mapped and unmapped), at most "
+            "%d fit",
+            pages, Quote(mm.name), mm.entries, kMaxPageEntries));
+      }
+      mm.entries += pages;
+      mm.mapped += pages;
+    } else {
+      step_op = mprotect ? abi::StepOp::kMprotect : abi::StepOp::kMunmap;
+      if (pages > mm.mapped) {
+        return Invalid(absl::StrFormat("%s of %d pages: mm %s has only %d mapped", op, pages,
+                                       Quote(mm.name), mm.mapped));
+      }
+      if (!mprotect) mm.mapped -= pages;
+    }
+    abi::Step s = ModelStep(step_op, t.on_cpu, task);
+    s.pages = static_cast<uint32_t>(pages);
+    s.prot = prot;
+    Emit(s);
+    return absl::OkStatus();
+  }
+
+  // ---- verification points ----
+
+  absl::Status Check(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(
+        step,
+        {"op", "mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb"},
+        "check"));
+    HostCheck check;
+    check.kind = HostCheck::Kind::kCheck;
+    check.step_index = index_;
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<std::string> mm_name, OptionalName(step, "mm"));
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<std::string> task_name, OptionalName(step, "task"));
+    if (mm_name && task_name) {
+      return Invalid(absl::StrFormat(
+          "fields 'mm' (%s) and 'task' (%s) both given: a check names exactly one of them",
+          Quote(*mm_name), Quote(*task_name)));
+    }
+    if (!mm_name && !task_name) return Invalid("missing field 'mm' (or 'task')");
+    if (mm_name) {
+      SCENARIO_ASSIGN_OR_RETURN(check.mm_slot, FindMm(*mm_name));
+    } else {
+      SCENARIO_ASSIGN_OR_RETURN(check.task, FindTask(*task_name));
+    }
+    constexpr int64_t kMaxRef = std::numeric_limits<int32_t>::max();
+    SCENARIO_ASSIGN_OR_RETURN(check.mm_users, OptionalInt(step, "mm_users", 0, kMaxRef));
+    SCENARIO_ASSIGN_OR_RETURN(check.mm_count, OptionalInt(step, "mm_count", 0, kMaxRef));
+    SCENARIO_ASSIGN_OR_RETURN(check.freed, OptionalBool(step, "freed"));
+    if (check.mm_slot == abi::kInitMm && (check.mm_users || check.mm_count || check.freed)) {
+      return Invalid(
+          "mm 'init_mm': its reference counts are not modeled; check only loaded_on/lazy_on");
+    }
+    SCENARIO_ASSIGN_OR_RETURN(check.loaded_on, OptionalCpuList(step, "loaded_on"));
+    SCENARIO_ASSIGN_OR_RETURN(check.lazy_on, OptionalCpuList(step, "lazy_on"));
+    SCENARIO_ASSIGN_OR_RETURN(check.only_lazy_tlb, OptionalBool(step, "lazy_tlb"));
+    AddVerify(std::move(check), index_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Counters(const json& step) {
+    HostCheck check;
+    check.kind = HostCheck::Kind::kCounters;
+    check.step_index = index_;
+    const std::vector<std::string>& names = MmCounterNames();
+    for (const auto& [key, value] : step.items()) {
+      if (key == "op" || key == "cpu" || key == "lazy_tlb") continue;
+      if (std::find(names.begin(), names.end(), key) == names.end()) {
+        return Invalid(absl::StrFormat("unknown counter %s (counters: %s)", Quote(key),
+                                       absl::StrJoin(names, ", ")));
+      }
+      if (!value.is_number_integer() || (!value.is_number_unsigned() && value.get<int64_t>() < 0)) {
+        return Invalid(absl::StrFormat("counter '%s' must be a non-negative integer, got %s", key,
+                                       Describe(value)));
+      }
+      check.counters[key] = value.get<uint64_t>();
+    }
+    SCENARIO_ASSIGN_OR_RETURN(check.cpu, OptionalCpu(step, "cpu"));
+    SCENARIO_ASSIGN_OR_RETURN(check.only_lazy_tlb, OptionalBool(step, "lazy_tlb"));
+    AddVerify(std::move(check), index_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Checkpoint(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op"}, "checkpoint"));
+    HostCheck check;
+    check.kind = HostCheck::Kind::kCheckpoint;
+    check.step_index = index_;
+    AddVerify(std::move(check), index_);
+    return absl::OkStatus();
+  }
+
+  // ---- the model ----
+
+  absl::Status CheckNewTaskName(const std::string& name) {
+    if (task_by_name_.count(name) != 0) {
+      return Invalid(absl::StrFormat(
+          "task %s already exists (a task name can be created only once)", Quote(name)));
+    }
+    if (absl::string_view(name).substr(0, 5) == "idle/") {
+      return Invalid(absl::StrFormat("task name %s is reserved for idle tasks", Quote(name)));
+    }
+    if (static_cast<uint64_t>(tasks_.size()) >= abi::kMaxTasks) {
+      return Invalid(
+          absl::StrFormat("task %s: too many tasks, at most %d including the %d idle tasks",
+                          Quote(name), abi::kMaxTasks, out_.cpus));
+    }
+    return absl::OkStatus();
+  }
+
+  int32_t NewTask(const std::string& name, bool kthread, int32_t mm) {
+    ModelTask t;
+    t.name = name;
+    t.kthread = kthread;
+    t.mm = mm;
+    int32_t index = static_cast<int32_t>(tasks_.size());
+    tasks_.push_back(std::move(t));
+    task_by_name_[name] = index;
+    out_.task_names.push_back(name);
+    return index;
+  }
+
+  absl::StatusOr<int32_t> NewMm(const std::string& name, int entries, int mapped) {
+    if (mm_by_name_.count(name) != 0) {
+      return Invalid(absl::StrFormat("mm %s already exists", Quote(name)));
+    }
+    if (static_cast<uint64_t>(mms_.size()) >= abi::kMaxMms) {
+      return Invalid(absl::StrFormat("mm %s: too many mms, at most %d including init_mm",
+                                     Quote(name), abi::kMaxMms));
+    }
+    int32_t slot = static_cast<int32_t>(mms_.size());
+    mms_.push_back(ModelMm{name, /*users=*/1, entries, mapped});
+    mm_by_name_[name] = slot;
+    out_.mm_names.push_back(name);
+    return slot;
+  }
+
+  // mmput: at the last user exit_mmap frees the user pages and their entries.
+  void DropUser(int32_t mm) {
+    ModelMm& m = mms_[mm];
+    if (--m.users == 0) m.entries = m.mapped = 0;
+  }
+
+  absl::StatusOr<int32_t> FindTask(const std::string& name) const {
+    auto it = task_by_name_.find(name);
+    if (it != task_by_name_.end()) return it->second;
+    if (absl::string_view(name).substr(0, 5) == "idle/") {
+      return Invalid(absl::StrFormat("task %s: scenarios cannot name idle tasks (use the idle op)",
+                                     Quote(name)));
+    }
+    return Invalid(absl::StrFormat("unknown task %s", Quote(name)));
+  }
+
+  absl::StatusOr<int32_t> FindMm(const std::string& name) const {
+    auto it = mm_by_name_.find(name);
+    if (it == mm_by_name_.end()) return Invalid(absl::StrFormat("unknown mm %s", Quote(name)));
+    return it->second;
+  }
+
+  absl::Status RequireAlive(int32_t task) const {
+    if (!tasks_[task].alive) {
+      return Invalid(absl::StrFormat("task %s has exited", Quote(tasks_[task].name)));
+    }
+    return absl::OkStatus();
+  }
+
+  // The "task" of a step that runs as that task: it must exist, be alive and be current.
+  absl::StatusOr<int32_t> CurrentTask(const json& step) const {
+    SCENARIO_ASSIGN_OR_RETURN(std::string name, RequiredName(step, "task"));
+    SCENARIO_ASSIGN_OR_RETURN(int32_t task, FindTask(name));
+    SCENARIO_RETURN_IF_ERROR(RequireAlive(task));
+    if (tasks_[task].on_cpu < 0) {
+      return Invalid(absl::StrFormat("task %s is not running on any CPU", Quote(name)));
+    }
+    return task;
+  }
+
+  void SwitchTo(int cpu, int32_t next) {
+    tasks_[curr_[cpu]].on_cpu = -1;
+    tasks_[next].on_cpu = cpu;
+    curr_[cpu] = next;
+  }
+
+  absl::StatusOr<std::optional<int>> OptionalCpu(const json& step, const char* field) const {
+    auto it = step.find(field);
+    if (it == step.end()) return std::optional<int>();
+    SCENARIO_ASSIGN_OR_RETURN(int cpu, CpuNumber(*it, absl::StrFormat("field '%s'", field)));
+    return std::optional<int>(cpu);
+  }
+
+  absl::StatusOr<int> RequiredCpu(const json& step, const char* field) const {
+    auto it = step.find(field);
+    if (it == step.end()) return Invalid(absl::StrFormat("missing field '%s'", field));
+    return CpuNumber(*it, absl::StrFormat("field '%s'", field));
+  }
+
+  // One CPU number, valid for the effective CPU count (--cpus may lower the file's).
+  absl::StatusOr<int> CpuNumber(const json& value, const std::string& what) const {
+    if (!value.is_number_integer()) {
+      return Invalid(absl::StrFormat("%s must be a CPU number, got %s", what, Describe(value)));
+    }
+    bool negative = !value.is_number_unsigned() && value.get<int64_t>() < 0;
+    if (negative || value.get<uint64_t>() >= static_cast<uint64_t>(out_.cpus)) {
+      return Invalid(
+          absl::StrFormat("%s: CPU %s is out of range: the scenario has %d CPU%s (0..%d)", what,
+                          value.dump(), out_.cpus, out_.cpus == 1 ? "" : "s", out_.cpus - 1));
+    }
+    return static_cast<int>(value.get<uint64_t>());
+  }
+
+  absl::StatusOr<std::optional<std::vector<int>>> OptionalCpuList(const json& step,
+                                                                  const char* field) const {
+    auto it = step.find(field);
+    if (it == step.end()) return std::optional<std::vector<int>>();
+    if (!it->is_array()) {
+      return Invalid(absl::StrFormat("field '%s' must be an array of CPU numbers, got %s", field,
+                                     Describe(*it)));
+    }
+    std::vector<int> cpus;
+    for (const json& e : *it) {
+      SCENARIO_ASSIGN_OR_RETURN(int cpu, CpuNumber(e, absl::StrFormat("field '%s'", field)));
+      if (std::find(cpus.begin(), cpus.end(), cpu) != cpus.end()) {
+        return Invalid(absl::StrFormat("field '%s' lists CPU %d twice", field, cpu));
+      }
+      cpus.push_back(cpu);
+    }
+    std::sort(cpus.begin(), cpus.end());
+    return std::optional<std::vector<int>>(std::move(cpus));
+  }
+
+  abi::Step ModelStep(abi::StepOp op, int cpu, int32_t task) const {
+    abi::Step s{};
+    s.op = static_cast<uint32_t>(op);
+    s.cpu = static_cast<uint32_t>(cpu);
+    s.task = task;
+    s.parent = abi::kNoTask;
+    s.mm = abi::kNoMm;
+    s.flags = options_.verify_every_step ? abi::kStepVerifyAfter : 0;
+    s.index = static_cast<uint32_t>(index_);
+    return s;
+  }
+
+  void Emit(const abi::Step& s) { out_.program.push_back(s); }
+
+  void AddVerify(HostCheck check, int index) {
+    abi::Step s{};
+    s.op = static_cast<uint32_t>(abi::StepOp::kVerify);
+    s.cpu = 0;
+    s.task = abi::kNoTask;
+    s.parent = abi::kNoTask;
+    s.mm = abi::kNoMm;
+    s.index = static_cast<uint32_t>(index);
+    s.arg = static_cast<uint32_t>(out_.checks.size());
+    out_.checks.push_back(std::move(check));
+    out_.program.push_back(s);
+  }
+
+  const CompileOptions& options_;
+  Scenario& out_;
+  int index_ = 0;  // the file step being compiled
+  std::vector<ModelTask> tasks_;
+  std::vector<ModelMm> mms_;
+  std::vector<int32_t> curr_;                    // per CPU: the current task
+  std::map<std::string, int32_t> task_by_name_;  // created tasks only (idle tasks are unnamed)
+  std::map<std::string, int32_t> mm_by_name_;
+};
+
+absl::Status TopLevelError(const std::string& source, absl::string_view reason) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", reason));
+}
+
+}  // namespace
+
+absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std::string& source,
+                                         const CompileOptions& options) {
+  json doc;
+  DuplicateKeyFinder duplicates;
+  try {
+    doc = json::parse(json_text, std::ref(duplicates));
+  } catch (const json::parse_error& e) {
+    return TopLevelError(source,
+                         absl::StrFormat("invalid JSON: %s (at byte %d)", e.what(), e.byte));
+  }
+  if (const std::optional<DuplicateKey>& dup = duplicates.found()) {
+    std::string reason = absl::StrFormat("duplicate field %s", Quote(dup->key));
+    if (dup->step < 0) return TopLevelError(source, reason);
+    std::string op = "?";
+    const json& steps = doc["steps"];
+    const json& step = steps.is_array() && static_cast<size_t>(dup->step) < steps.size()
+                           ? steps[dup->step]
+                           : json();
+    if (step.is_object() && step.contains("op") && step["op"].is_string()) {
+      op = step["op"].get<std::string>();
+    }
+    return TopLevelError(source, absl::StrFormat("step %d (%s): %s", dup->step, op, reason));
+  }
+
+  if (!doc.is_object()) {
+    return TopLevelError(
+        source, absl::StrFormat("the scenario must be a JSON object, got %s", Describe(doc)));
+  }
+  Scenario out;
+  out.source = source;
+  absl::Status header = [&]() -> absl::Status {
+    SCENARIO_RETURN_IF_ERROR(
+        CheckFields(doc, {"version", "name", "cpus", "lazy_tlb", "steps"}, "a scenario"));
+    if (!doc.contains("version")) return Invalid("missing field 'version'");
+    if (!doc["version"].is_number_integer() || doc["version"] != 1) {
+      return Invalid(absl::StrFormat("unsupported version %s: this activemm reads version 1",
+                                     doc["version"].dump()));
+    }
+    SCENARIO_ASSIGN_OR_RETURN(out.name, RequiredName(doc, "name"));
+    SCENARIO_ASSIGN_OR_RETURN(int64_t cpus, RequiredInt(doc, "cpus", kMinCpus, kMaxCpus));
+    out.cpus = static_cast<int>(cpus);
+    if (options.cpus) {
+      if (*options.cpus < kMinCpus || *options.cpus > kMaxCpus) {
+        return Invalid(absl::StrFormat("--cpus %d is out of range 1..%d", *options.cpus, kMaxCpus));
+      }
+      out.cpus = *options.cpus;
+    }
+    SCENARIO_ASSIGN_OR_RETURN(std::optional<bool> lazy, OptionalBool(doc, "lazy_tlb"));
+    out.lazy_tlb = lazy.value_or(true);
+    if (!doc.contains("steps")) return Invalid("missing field 'steps'");
+    const json& steps = doc["steps"];
+    if (!steps.is_array()) {
+      return Invalid(absl::StrFormat("field 'steps' must be an array, got %s", Describe(steps)));
+    }
+    if (steps.empty()) return Invalid("field 'steps' is empty: a scenario needs steps");
+    return absl::OkStatus();
+  }();
+  if (!header.ok()) return TopLevelError(source, header.message());
+
+  Compiler compiler(options, &out);
+  compiler.Start();
+  const json& steps = doc["steps"];
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const json& step = steps[i];
+    std::string op = "?";
+    if (step.is_object() && step.contains("op") && step["op"].is_string()) {
+      op = step["op"].get<std::string>();
+    }
+    out.step_ops.push_back(op);
+    absl::Status st = compiler.Step(static_cast<int>(i), step);
+    if (!st.ok()) {
+      return TopLevelError(source, absl::StrFormat("step %d (%s): %s", i, op, st.message()));
+    }
+    // Checked as it grows, so a runaway file fails at the step that overflows.
+    if (out.program.size() + 1 > abi::kMaxSteps) {  // + 1: the final verification
+      return TopLevelError(
+          source, absl::StrFormat("step %d (%s): the program is too long: at most %d steps fit "
+                                  "(including the final verification)",
+                                  i, op, abi::kMaxSteps));
+    }
+  }
+  compiler.Finish();
+  return out;
+}
+
+const char* DefaultScenarioJson() {
+  // Two threads of A on two CPUs; a kernel thread borrows A on CPU 0 (lazy TLB: no CR3 write,
+  // a lazy reference on A) and A comes back without a CR3 write; B exits on CPU 1 and its mm
+  // lingers as CPU 1's lazily loaded mm until a user task runs there. Mode-dependent
+  // expectations carry "lazy_tlb"; the others hold in both modes.
+  return R"json({
+  "version": 1,
+  "name": "default: lazy TLB borrowing",
+  "cpus": 2,
+  "lazy_tlb": true,
+  "steps": [
+    {"op": "spawn", "task": "A", "pages": 4},
+    {"op": "clone_vm", "parent": "A", "task": "A1"},
+    {"op": "kthread", "task": "K"},
+    {"op": "spawn", "task": "B", "pages": 2},
+    {"op": "run", "cpu": 0, "task": "A"},
+    {"op": "run", "cpu": 1, "task": "A1"},
+    {"op": "run", "cpu": 0, "task": "K"},
+    {"op": "check", "mm": "A", "mm_users": 2},
+    {"op": "check", "mm": "A", "lazy_tlb": true, "mm_count": 2, "loaded_on": [0, 1],
+     "lazy_on": [0]},
+    {"op": "check", "mm": "A", "lazy_tlb": false, "mm_count": 1, "loaded_on": [1],
+     "lazy_on": []},
+    {"op": "run", "cpu": 0, "task": "A"},
+    {"op": "mmap", "task": "A", "pages": 2},
+    {"op": "run", "cpu": 1, "task": "B"},
+    {"op": "munmap", "task": "B", "pages": 1},
+    {"op": "exit", "task": "B"},
+    {"op": "check", "mm": "B", "lazy_tlb": true, "mm_users": 0, "mm_count": 1, "freed": false,
+     "loaded_on": [1], "lazy_on": [1]},
+    {"op": "check", "mm": "B", "lazy_tlb": false, "freed": true, "loaded_on": []},
+    {"op": "run", "cpu": 1, "task": "A1"},
+    {"op": "check", "mm": "B", "freed": true},
+    {"op": "check", "mm": "A", "mm_users": 2, "mm_count": 1, "loaded_on": [0, 1],
+     "lazy_on": []},
+    {"op": "counters", "cpu": 0, "lazy_tlb": true, "context_switches": 3, "cr3_writes": 1},
+    {"op": "counters", "cpu": 0, "lazy_tlb": false, "context_switches": 3, "cr3_writes": 3},
+    {"op": "checkpoint"}
+  ]
+})json";
+}
+
+}  // namespace activemm

@@ -1,0 +1,74 @@
+// Scenarios: the JSON file format (docs/scenarios.md), its validation, and its compilation into
+// the step program the guest executes (shared/mm_abi.h). Validation replays the scenario on a
+// small host-side model of who runs where, so a step Linux could not do is rejected before the
+// guest starts, with the step's index and the reason.
+#ifndef ACTIVEMM_VMM_SCENARIO_H_
+#define ACTIVEMM_VMM_SCENARIO_H_
+
+#include <stdint.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "shared/mm_abi.h"
+
+namespace activemm {
+
+// The names of the counters in abi::MmCounters, in field order ("context_switches", ...).
+const std::vector<std::string>& MmCounterNames();
+
+// One host verification point: a `check`, `counters` or `checkpoint` step of the file, or the
+// final verification the compiler appends.
+struct HostCheck {
+  enum class Kind { kCheck, kCounters, kCheckpoint, kFinal };
+  Kind kind = Kind::kCheckpoint;
+  int step_index = -1;               // index in the file's steps (-1 for kFinal)
+  std::optional<bool> only_lazy_tlb;  // "lazy_tlb": the check applies only in that mode
+
+  // kCheck: exactly one of mm_slot / task is set.
+  std::optional<int32_t> mm_slot;  // "mm": a slot number (see CompiledScenario::mm_names)
+  std::optional<int32_t> task;     // "task": that task's active_mm at this point
+  std::optional<int64_t> mm_users;
+  std::optional<int64_t> mm_count;
+  std::optional<bool> freed;
+  std::optional<std::vector<int>> loaded_on;  // sorted CPU numbers
+  std::optional<std::vector<int>> lazy_on;    // sorted CPU numbers
+
+  // kCounters: expected values by counter name; cpu unset means the totals.
+  std::optional<int> cpu;
+  std::map<std::string, uint64_t> counters;
+};
+
+struct Scenario {
+  std::string name;
+  int cpus = 1;
+  bool lazy_tlb = true;
+  std::string source;  // file name, for messages
+  // The compiled form, valid for `cpus` CPUs.
+  std::vector<abi::Step> program;       // model steps and kVerify steps (arg = checks index)
+  std::vector<HostCheck> checks;        // referenced by kVerify steps; the last one is kFinal
+  std::vector<std::string> task_names;  // task index -> name; 0..cpus-1 are "idle/N"
+  std::vector<std::string> mm_names;    // mm slot -> name; 0 is "init_mm"
+  std::vector<std::string> step_ops;    // file step index -> op name, for reports
+};
+
+struct CompileOptions {
+  std::optional<int> cpus;   // --cpus: overrides the file's "cpus" (must cover every CPU used)
+  bool verify_every_step = false;  // --verify=every-step: kStepVerifyAfter on every model step
+};
+
+// Parses and validates `json_text` (from `source`, used in messages) and compiles it. Errors
+// are kInvalidArgument with one message naming the source, the step index and op, and the
+// reason, e.g. "a.json: step 4 (exec): task 'B' is not running on any CPU".
+absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std::string& source,
+                                         const CompileOptions& options);
+
+// The built-in scenario `activemm run` and `activemm compare` use when given none.
+const char* DefaultScenarioJson();
+
+}  // namespace activemm
+
+#endif  // ACTIVEMM_VMM_SCENARIO_H_

@@ -1,0 +1,157 @@
+#include "vmm/scenario_run.h"
+
+#include "absl/strings/str_format.h"
+#include "vmm/model_state.h"
+#include "vmm/vm.h"
+
+namespace activemm {
+namespace {
+
+// The index the guest passes for a verification that is not one of the file's steps
+// (--verify=every-step).
+constexpr uint64_t kVerifyOnly = ~uint64_t{0};
+
+absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRunOptions& o) {
+  if (sc.program.size() > abi::kMaxSteps) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %d steps compiled, at most %d fit", sc.source, sc.program.size(), abi::kMaxSteps));
+  }
+  abi::ScenarioHeader h{};
+  h.num_steps = static_cast<uint32_t>(sc.program.size());
+  h.lazy_mode = static_cast<uint32_t>(o.lazy);
+  h.pcid_mode = static_cast<uint32_t>(o.pcid);
+  h.num_asids = o.asids;
+  h.bug = static_cast<uint32_t>(o.bug);
+  h.steps_pa = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
+  absl::Status s = mem.Write(abi::kScenarioPa, h);
+  if (!s.ok()) return s;
+  return mem.WriteBytes(h.steps_pa, sc.program.data(), sc.program.size() * sizeof(abi::Step));
+}
+
+}  // namespace
+
+const char* LazyModeName(abi::LazyMode m) {
+  switch (m) {
+    case abi::LazyMode::kOn: return "on";
+    case abi::LazyMode::kOff: return "off";
+    case abi::LazyMode::kShootdown: return "shootdown";
+  }
+  return "?";
+}
+
+const char* PcidModeName(abi::PcidMode m) {
+  switch (m) {
+    case abi::PcidMode::kOff: return "off";
+    case abi::PcidMode::kModeled: return "modeled";
+    case abi::PcidMode::kHardware: return "hardware";
+  }
+  return "?";
+}
+
+absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& sc,
+                                                const ScenarioRunOptions& o) {
+  if (o.asids < 1 || o.asids > abi::kMaxAsids) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--asids=%d: must be between 1 and %d", o.asids, abi::kMaxAsids));
+  }
+  absl::StatusOr<GuestImage> image = GuestImage::Embedded();
+  if (!image.ok()) return image.status();
+  VmConfig vc;
+  vc.cpus = sc.cpus;
+  vc.mem_bytes = o.mem_bytes;
+  vc.program = abi::Program::kScenario;
+  vc.verbose = o.verbose;
+  absl::StatusOr<std::unique_ptr<Vm>> vm = Vm::Create(kvm, *image, vc);
+  if (!vm.ok()) return vm.status();
+  if (absl::Status s = LoadProgram((*vm)->memory(), sc, o); !s.ok()) return s;
+
+  ScenarioReport report;
+  report.scenario = sc.name;
+  report.lazy = o.lazy;
+  report.pcid = o.pcid;
+  report.asids = o.asids;
+  report.steps_total = static_cast<int>(sc.program.size());
+  const int num_tasks = static_cast<int>(sc.task_names.size());
+  const int num_mms = static_cast<int>(sc.mm_names.size());
+
+  VerifierConfig vcfg;
+  vcfg.lazy = o.lazy;
+  vcfg.pcid = o.pcid;
+  std::unique_ptr<MmVerifier> verifier;
+  RunOptions ro;
+  ro.timeout = o.timeout;
+  ro.verbose = o.verbose;
+  ro.on_checkpoint = [&](const CheckpointView& v) -> absl::Status {
+    if (v.id == abi::kCheckpointModelReady) {
+      absl::StatusOr<abi::GuestInfo> info = v.memory.Read<abi::GuestInfo>(abi::kGuestInfoPa);
+      if (!info.ok()) return info.status();
+      vcfg.swapper_pgd_pa = info->swapper_pgd_pa;
+      verifier = std::make_unique<MmVerifier>(sc, (*vm)->image(), vcfg);
+    }
+    return absl::OkStatus();
+  };
+  ro.on_verify = [&](const VerifyView& v) -> absl::Status {
+    if (verifier == nullptr) return absl::InternalError("verification before the model was ready");
+    absl::StatusOr<ModelSnapshot> snap = ReadModel(v.memory, sc.cpus, num_tasks, num_mms);
+    if (!snap.ok()) return snap.status();
+    int step = v.step_index < sc.step_ops.size() ? static_cast<int>(v.step_index) : -1;
+    if (v.check != kVerifyOnly) {
+      if (v.check >= sc.checks.size()) {
+        return absl::DataLossError(absl::StrFormat("the guest asked for check %d of %d", v.check,
+                                                   sc.checks.size()));
+      }
+      const HostCheck& check = sc.checks[v.check];
+      step = check.step_index;
+      const bool applies = !check.only_lazy_tlb.has_value() ||
+                           (*check.only_lazy_tlb ? o.lazy == abi::LazyMode::kOn
+                                                 : o.lazy == abi::LazyMode::kOff);
+      if ((check.kind == HostCheck::Kind::kCheck || check.kind == HostCheck::Kind::kCounters) &&
+          applies) {
+        std::vector<Violation> failed = verifier->Evaluate(check, *snap);
+        if (failed.empty()) {
+          ++report.checks_passed;
+        } else {
+          ++report.checks_failed;
+          report.violations.insert(report.violations.end(), failed.begin(), failed.end());
+        }
+      }
+    }
+    std::vector<Violation> broken = verifier->VerifyAll(v.memory, *snap, v.sregs, v.present);
+    if (broken.empty()) return absl::OkStatus();
+    for (Violation& b : broken) b.step_index = step;
+    const std::string first = absl::StrFormat(
+        "%s: [%s] %s", step >= 0 ? absl::StrFormat("after step %d (%s)", step, sc.step_ops[step])
+                                 : std::string("at the end"),
+        broken[0].rule, broken[0].message);
+    report.violations.insert(report.violations.end(), broken.begin(), broken.end());
+    // Later state is built on a broken one: stop here, where the report is exact.
+    return absl::FailedPreconditionError(first);
+  };
+  Runner runner(**vm, ro);
+  report.run = runner.Run();
+
+  // The final state, read after every vCPU stopped.
+  absl::StatusOr<abi::MmDirectory> dir =
+      (*vm)->memory().Read<abi::MmDirectory>(abi::kMmDirectoryPa);
+  if (dir.ok()) report.steps_done = static_cast<int>(dir->steps_done);
+  absl::StatusOr<ModelSnapshot> snap = ReadModel((*vm)->memory(), sc.cpus, num_tasks, num_mms);
+  if (snap.ok() && verifier != nullptr) {
+    for (const abi::CpuMmState& c : snap->cpus) report.cpus.push_back(c.counters);
+    report.totals = TotalCounters(*snap);
+    for (int32_t slot = 1; slot < num_mms; ++slot) {
+      MmReport m;
+      m.name = sc.mm_names[slot];
+      m.freed = snap->Freed(slot);
+      if (snap->Live(slot)) {
+        m.mm_users = snap->mms[slot].mm.mm_users;
+        m.mm_count = snap->mms[slot].mm.mm_count;
+      } else if (!m.freed) {
+        continue;  // never created (the run stopped before)
+      }
+      report.mms.push_back(m);
+    }
+  }
+  return report;
+}
+
+}  // namespace activemm

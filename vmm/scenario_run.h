@@ -1,0 +1,66 @@
+// Runs a compiled scenario on a fresh VM with the verifier on, and reports what happened.
+#ifndef ACTIVEMM_VMM_SCENARIO_RUN_H_
+#define ACTIVEMM_VMM_SCENARIO_RUN_H_
+
+#include <stdint.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "shared/mm_abi.h"
+#include "vmm/kvm.h"
+#include "vmm/mm_verifier.h"
+#include "vmm/runner.h"
+#include "vmm/scenario.h"
+
+namespace activemm {
+
+struct ScenarioRunOptions {
+  abi::LazyMode lazy = abi::LazyMode::kOn;
+  abi::PcidMode pcid = abi::PcidMode::kModeled;
+  uint32_t asids = abi::kDefaultAsids;
+  abi::MmBug bug = abi::MmBug::kNone;
+  uint64_t mem_bytes = abi::kDefaultMemBytes;
+  absl::Duration timeout = absl::Seconds(30);
+  bool verbose = false;
+};
+
+struct MmReport {
+  std::string name;
+  int64_t mm_users = 0;
+  int64_t mm_count = 0;
+  bool freed = false;
+};
+
+struct ScenarioReport {
+  std::string scenario;
+  abi::LazyMode lazy = abi::LazyMode::kOn;
+  abi::PcidMode pcid = abi::PcidMode::kModeled;
+  uint32_t asids = abi::kDefaultAsids;
+  std::vector<abi::MmCounters> cpus;
+  abi::MmCounters totals{};
+  int checks_passed = 0;
+  int checks_failed = 0;
+  std::vector<Violation> violations;  // invariant violations and failed checks
+  std::vector<MmReport> mms;
+  RunResult run;                      // how the guest run ended
+  int steps_done = 0;
+  int steps_total = 0;
+
+  // Exit status 0 only when the run completed, every check passed and nothing was violated.
+  bool ok() const {
+    return run.outcome == Outcome::kCompleted && checks_failed == 0 && violations.empty();
+  }
+};
+
+const char* LazyModeName(abi::LazyMode m);  // "on", "off", "shootdown"
+const char* PcidModeName(abi::PcidMode m);  // "off", "modeled", "hardware"
+
+absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& scenario,
+                                                const ScenarioRunOptions& options);
+
+}  // namespace activemm
+
+#endif  // ACTIVEMM_VMM_SCENARIO_RUN_H_
