@@ -163,6 +163,10 @@ void dup_mm(int32_t slot, int32_t old_slot) {
       p = src;
       continue;
     }
+    if (i == 0 && Bug(abi::MmBug::kForkSharesPage)) {
+      AddPage(mm, src.pa, src.tag, src.prot);  // planted bug: parent and child share a page
+      continue;
+    }
     // A private copy now (no copy-on-write): the child's page must never be the parent's.
     uint64_t pa = AllocPageOrPanic();
     memcpy(PhysToVirt(pa), PhysToVirt(src.pa), x86::kPageSize);
@@ -212,10 +216,12 @@ void do_munmap(int32_t slot, uint32_t pages) {
   for (uint32_t i = mm->nr_pages; i-- > 0 && done < pages;) {
     abi::UserPage& p = mm->pages[i];
     if (!Mapped(p)) continue;
-    Pte old;
-    PtStatus s = Tables(mm).Unmap(p.va, &old);
-    GUEST_CHECK_VALUES(s == PtStatus::kOk && old.addr() == p.pa, 2, p.va,
-                       static_cast<uint64_t>(s));
+    if (!Bug(abi::MmBug::kMunmapKeepsPte)) {
+      Pte old;
+      PtStatus s = Tables(mm).Unmap(p.va, &old);
+      GUEST_CHECK_VALUES(s == PtStatus::kOk && old.addr() == p.pa, 2, p.va,
+                         static_cast<uint64_t>(s));
+    }
     // The page is freed only after the PTE is gone; with other CPUs using the mm, Linux also
     // waits for their TLB flush first (tlb_finish_mmu), which comes with the shootdown layer.
     FreePage(p.pa);

@@ -188,7 +188,7 @@ enum class PcidMode : uint32_t {
   kHardware = 2,  // CR4.PCIDE=1 and real PCIDs with the no-flush bit
 };
 
-// Mm-model injectable bugs (Inject continues at 16 so self-test injections keep their values).
+// Bugs the mm model can plant on purpose (--inject), so tests can prove each is caught.
 enum class MmBug : uint32_t {
   kNone = 0,
   kSkipLazyMmgrab = 1,  // user -> kernel switch takes no lazy reference
@@ -196,6 +196,8 @@ enum class MmBug : uint32_t {
   kForgetPrevMm = 3,    // kernel -> user switch does not park the borrowed mm in rq->prev_mm
   kNoCpumask = 4,       // switch_mm_irqs_off never sets the CPU in mm_cpumask
   kWrongCr3 = 5,        // loading init_mm keeps the previous mm's page table in CR3
+  kForkSharesPage = 6,  // dup_mm maps the parent's first page into the child instead of a copy
+  kMunmapKeepsPte = 7,  // munmap frees the pages but leaves their PTEs in place
 };
 
 struct ScenarioHeader {

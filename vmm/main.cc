@@ -34,7 +34,8 @@ ABSL_FLAG(std::string, mem, "256M",
 ABSL_FLAG(double, timeout, 10, "seconds without guest progress before the watchdog stops the run");
 ABSL_FLAG(std::string, inject, "none",
           "plant a bug to prove it is caught. selftest: kernel-fault, user-fault, spin, panic; "
-          "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3");
+          "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3, "
+          "fork-shares-page, munmap-keeps-pte");
 ABSL_FLAG(std::string, lazy_tlb, "",
           "run: on or off (default: the scenario's \"lazy_tlb\"); compare runs both");
 ABSL_FLAG(std::string, pcid, "modeled",
@@ -148,7 +149,9 @@ bool ParseMmBug(const std::string& s, abi::MmBug* out) {
       {"double-mmdrop", abi::MmBug::kDoubleMmdrop},
       {"forget-prev-mm", abi::MmBug::kForgetPrevMm},
       {"no-cpumask", abi::MmBug::kNoCpumask},
-      {"wrong-cr3", abi::MmBug::kWrongCr3}};
+      {"wrong-cr3", abi::MmBug::kWrongCr3},
+      {"fork-shares-page", abi::MmBug::kForkSharesPage},
+      {"munmap-keeps-pte", abi::MmBug::kMunmapKeepsPte}};
   for (const auto& [name, value] : kNames) {
     if (s == name) {
       *out = value;
@@ -220,7 +223,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   if (!ParseMmBug(absl::GetFlag(FLAGS_inject), &ro.bug)) {
     return UsageError(absl::StrFormat(
         "--inject=%s: %s takes none, skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, "
-        "no-cpumask or wrong-cr3",
+        "no-cpumask, wrong-cr3, fork-shares-page or munmap-keeps-pte",
         absl::GetFlag(FLAGS_inject), cmd));
   }
   const std::string verify = absl::GetFlag(FLAGS_verify);

@@ -130,5 +130,40 @@ INSTANTIATE_TEST_SUITE_P(
                 "loaded_mm 'init_mm' needs"}),
     [](const testing::TestParamInfo<BugCase>& i) { return std::string(i.param.name); });
 
+// Parent P forks C; C runs (rewrites its pages), then P runs and unmaps a page. Ring 3 of
+// every run walks the real page tables, so these bugs show up in the guest itself.
+constexpr const char* kForkMunmap = R"({"version": 1, "name": "fork-munmap", "cpus": 1,
+ "steps": [{"op": "spawn", "task": "P"}, {"op": "run", "cpu": 0, "task": "P"},
+  {"op": "fork", "parent": "P", "task": "C"}, {"op": "run", "cpu": 0, "task": "C"},
+  {"op": "run", "cpu": 0, "task": "P"}, {"op": "munmap", "task": "P", "pages": 1},
+  {"op": "run", "cpu": 0, "task": "C"}, {"op": "checkpoint"}]})";
+
+TEST_F(ScenarioRunTest, ForkAndMunmapAreCleanWithoutBugs) {
+  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(kvm(), Compile(kForkMunmap, true),
+                                                      Options(abi::LazyMode::kOn));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->run.report;
+  EXPECT_EQ(r->totals.user_bursts, 5u);  // P, C, P, P after munmap, C
+  EXPECT_EQ(r->totals.invlpg, 1u);       // the unmapped page, P's mm loaded here
+}
+
+TEST_F(ScenarioRunTest, APageSharedAfterForkIsCaughtByRing3) {
+  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(
+      kvm(), Compile(kForkMunmap, false), Options(abi::LazyMode::kOn, abi::MmBug::kForkSharesPage));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->run.outcome, Outcome::kGuestPanic);
+  // P reads its first page back and finds C's words in all 512 of them.
+  EXPECT_THAT(r->run.report, HasSubstr("ring 3 read wrong words from its pages"));
+  EXPECT_THAT(r->run.report, HasSubstr(absl::StrFormat("0x200, %#x", abi::kUserDataVa)));
+}
+
+TEST_F(ScenarioRunTest, AMappingLeftByMunmapIsCaughtByRing3) {
+  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(
+      kvm(), Compile(kForkMunmap, false), Options(abi::LazyMode::kOn, abi::MmBug::kMunmapKeepsPte));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->run.outcome, Outcome::kGuestPanic);
+  EXPECT_THAT(r->run.report, HasSubstr("without a fault"));
+}
+
 }  // namespace
 }  // namespace activemm
