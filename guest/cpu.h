@@ -22,6 +22,17 @@ inline uint64_t ReadCr3() {
 }
 // "memory": the compiler must not move page-table stores across the switch.
 inline void WriteCr3(x86::Cr3 cr3) { asm volatile("mov %0, %%cr3" ::"r"(cr3.raw()) : "memory"); }
+inline uint64_t ReadCr4() {
+  uint64_t v;
+  asm volatile("mov %%cr4, %0" : "=r"(v));
+  return v;
+}
+inline void WriteCr4(uint64_t v) { asm volatile("mov %0, %%cr4" ::"r"(v) : "memory"); }
+inline bool CpuHasPcid() {
+  uint32_t a = 1, b, c = 0, d;
+  asm volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+  return c & (1u << 17);  // CPUID.1:ECX.PCID
+}
 inline void Invlpg(uint64_t va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
 
 inline uint64_t Rdmsr(uint32_t msr) {

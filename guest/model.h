@@ -65,9 +65,12 @@ void do_mprotect(int32_t mm, uint32_t pages, uint32_t prot);
 void initialize_tlbstate();
 void switch_mm_irqs_off(int32_t next);
 void enter_lazy_tlb(int32_t mm);
-// After a page-table change of mm in [start, end): tlb_gen += 1 and the flush Linux does
-// (flush_tlb_mm_range): INVLPG per page up to 33 pages, else a full flush.
-void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end);
+// After a page-table change of mm in [start, end): tlb_gen += 1, IPIs to the other CPUs in
+// mm_cpumask that need them, and the local flush (flush_tlb_mm_range): INVLPG per page up to 33
+// pages, else a full flush. freed_tables: page-table pages were freed, lazy CPUs are IPI'd too.
+void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables = false);
+// The flush IPI's handler: runs flush_tlb_func for every CPU that asked this one.
+void flush_tlb_ipi();
 
 // ---- sched.cc: kernel/sched/core.c, fork, exit, exec, kthread ----
 void sched_init_cpu();  // this CPU's idle task is current

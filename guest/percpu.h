@@ -39,6 +39,18 @@ struct PerCpu {
   uint32_t ipis_received;  // atomic: the IPI handler increments it
   uint32_t cur_step;       // the scenario step this CPU is executing
   int32_t switch_prev;     // the task context_switch switched away from (for finish_task_switch)
+  // TLB shootdown (guest/tlb.cc): what this CPU asks others to flush, the CPUs that still owe
+  // it an acknowledgement, and the initiators whose requests this CPU has to handle.
+  struct FlushInfo {
+    int32_t mm;
+    uint32_t initiator;
+    uint64_t start;
+    uint64_t end;  // kFlushAll for a full flush
+    uint64_t new_tlb_gen;
+    bool freed_tables;
+  } flush_info;
+  uint64_t flush_acks_pending;  // atomic, bit per target CPU
+  uint64_t flush_requests;      // atomic, bit per initiating CPU
   alignas(16) uint8_t ist_stack[kIstStackSize];
 };
 static_assert(offsetof(PerCpu, self) == PERCPU_SELF);

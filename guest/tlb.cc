@@ -3,9 +3,12 @@
 //
 // Every instruction here is emulated on the CI machines (~1 us each): the paths that write no
 // CR3 (same mm, not lazy; lazy with an up-to-date tlb_gen) return after a handful of loads.
+#include "guest/apic.h"
 #include "guest/cpu.h"
+#include "guest/traps.h"
 #include "guest/hypercall.h"
 #include "guest/model.h"
+#include "shared/asid.h"
 #include "shared/x86.h"
 
 namespace activemm::guest {
@@ -14,36 +17,22 @@ namespace {
 // tlb_single_page_flush_ceiling: above this many pages a full flush is cheaper.
 constexpr uint64_t kSinglePageFlushCeiling = 33;
 
-struct NewAsid {
-  uint16_t asid;
-  bool need_flush;
-};
-
-NewAsid choose_new_asid(CpuMmState* rq, const MmStruct* next, uint64_t next_tlb_gen) {
-  if (model.pcid == abi::PcidMode::kOff) return {0, true};
-  for (uint16_t asid = 0; asid < model.num_asids; ++asid) {
-    if (rq->ctxs[asid].ctx_id != next->ctx_id) continue;
-    return {asid, rq->ctxs[asid].tlb_gen < next_tlb_gen};
-  }
-  // No slot holds this mm: take the next one round-robin, wrapping to slot 0.
-  uint16_t asid = rq->next_asid++;
-  if (asid >= model.num_asids) {
-    asid = 0;
-    rq->next_asid = 1;
-  }
-  return {asid, true};
+// The planted kAsidNoFlush bug: a slot is taken over for another mm without the flush, so
+// the slot still names its old mm (and its stale TLB entries would serve the new one).
+NewAsid ChooseNewAsidBuggy(CpuMmState* rq, const MmStruct* next, uint64_t next_tlb_gen) {
+  NewAsid ns = ChooseNewAsid(*rq, model.num_asids, model.pcid, next->ctx_id, next_tlb_gen);
+  if (rq->ctxs[ns.asid].ctx_id != next->ctx_id) ns.need_flush = false;
+  return ns;
 }
+
+constexpr uint64_t kFlushAll = ~uint64_t{0};
 
 void load_new_mm_cr3(int32_t prev, int32_t next, uint16_t asid, bool need_flush) {
   uint64_t pgd = Mm(next)->pgd_pa;
   if (Bug(abi::MmBug::kWrongCr3) && next == abi::kInitMm && prev != abi::kInitMm) {
     pgd = Mm(prev)->pgd_pa;  // planted bug: init_mm "loaded", the old page table kept
   }
-  // Only with real PCIDs do the PCID bits and the no-flush bit reach CR3; modeled PCID computes
-  // the same decision but loads a plain CR3 (every load flushes on such a CPU).
-  bool hardware = model.pcid == abi::PcidMode::kHardware;
-  WriteCr3(x86::Cr3::Make(pgd, hardware ? static_cast<uint16_t>(asid + 1) : 0,
-                          hardware && !need_flush));
+  WriteCr3(BuildCr3(pgd, asid, model.pcid, need_flush));
   abi::MmCounters& c = counters();
   ++c.cr3_writes;
   if (need_flush) {
@@ -65,8 +54,14 @@ void initialize_tlbstate() {
   rq->ctxs[0] = {init->ctx_id, init->tlb_gen};
   for (uint32_t i = 1; i < abi::kMaxAsids; ++i) rq->ctxs[i] = {0, 0};
   rq->counters = {};
-  // CR3 already holds init_mm's pgd with PCID 0 (loaded at boot, ASID 0 = PCID 0 without
-  // PCIDE): nothing to reload.
+  if (model.pcid == abi::PcidMode::kHardware) {
+    // CR4.PCIDE may only be set while CR3's PCID is 0 (SDM 4.10.1), which it is since boot;
+    // then, as initialize_tlbstate_and_flush, load init_mm with ASID 0 (PCID 1), flushing.
+    GUEST_CHECK(CpuHasPcid());
+    WriteCr4(ReadCr4() | x86::kCr4Pcide);
+    WriteCr3(BuildCr3(init->pgd_pa, 0, model.pcid, /*need_flush=*/true));
+  }
+  // Otherwise CR3 already holds init_mm's pgd, loaded at boot: nothing to reload.
 }
 
 void switch_mm_irqs_off(int32_t next) {
@@ -83,6 +78,7 @@ void switch_mm_irqs_off(int32_t next) {
   if (prev == next) {
     // Another thread of the same process, or back from lazy mode to the mm we kept.
     if (!was_lazy) return;
+    if (Bug(abi::MmBug::kNoTlbGenCheck)) return;  // planted bug: trust a TLB that may be stale
     // While lazy this CPU got no flush IPIs for the mm (should_flush_tlb skips lazy CPUs), so
     // its TLB may be behind: compare generations. Reading tlb_gen after clearing is_lazy pairs
     // with flush_tlb_mm_range's increment-then-check: either the flusher sees us non-lazy and
@@ -100,7 +96,9 @@ void switch_mm_irqs_off(int32_t next) {
       __atomic_or_fetch(&n->cpumask, bit, __ATOMIC_SEQ_CST);
     }
     next_tlb_gen = __atomic_load_n(&n->tlb_gen, __ATOMIC_SEQ_CST);
-    ns = choose_new_asid(rq, n, next_tlb_gen);
+    ns = Bug(abi::MmBug::kAsidNoFlush)
+             ? ChooseNewAsidBuggy(rq, n, next_tlb_gen)
+             : ChooseNewAsid(*rq, model.num_asids, model.pcid, n->ctx_id, next_tlb_gen);
   }
   if (ns.need_flush) rq->ctxs[ns.asid] = {n->ctx_id, next_tlb_gen};
   load_new_mm_cr3(prev, next, ns.asid, ns.need_flush);
@@ -119,23 +117,109 @@ void enter_lazy_tlb(int32_t /*mm*/) {
   ++counters().lazy_entries;
 }
 
-void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end) {
-  MmStruct* m = Mm(mm);
-  const uint64_t new_tlb_gen = __atomic_add_fetch(&m->tlb_gen, 1, __ATOMIC_SEQ_CST);
+namespace {
+
+// flush_tlb_func: bring this CPU's TLB for f.mm up to f.new_tlb_gen.
+void flush_tlb_func(const PerCpu::FlushInfo& f, bool local) {
   CpuMmState* rq = this_rq();
-  if (rq->loaded_mm != mm) return;
-  // flush_tlb_func on the initiating CPU: a partial flush only when this one generation is all
-  // this CPU is missing, else a full flush; both catch the ASID slot up to new_tlb_gen.
+  abi::MmCounters& c = counters();
+  if (!local) ++c.ipis_received;
+  const int32_t loaded = rq->loaded_mm;
+  if (f.mm != loaded) {
+    // Left in the mask when this CPU switched away (the bit is never cleared then): clear it
+    // now, so later shootdowns skip this CPU.
+    __atomic_and_fetch(&Mm(f.mm)->cpumask, ~(uint64_t{1} << this_cpu()->cpu), __ATOMIC_SEQ_CST);
+    return;
+  }
+  if (loaded == abi::kInitMm) return;
+  if (rq->is_lazy) {
+    // Lazy on a mm whose page tables changed under it: switching to init_mm is barely dearer
+    // than a flush and stops speculative walks of freed tables (leave_mm).
+    ++c.leave_mm;
+    switch_mm_irqs_off(abi::kInitMm);
+    return;
+  }
   abi::TlbContext& ctx = rq->ctxs[rq->loaded_mm_asid];
-  const uint64_t pages = (end - start) / x86::kPageSize;
-  if (pages <= kSinglePageFlushCeiling && new_tlb_gen == ctx.tlb_gen + 1) {
-    for (uint64_t va = start; va < end; va += x86::kPageSize) Invlpg(va);
-    counters().invlpg += pages;
+  const uint64_t local_gen = ctx.tlb_gen;
+  if (f.new_tlb_gen <= local_gen) return;  // a later flush already caught this CPU up
+  const uint64_t mm_gen = __atomic_load_n(&Mm(loaded)->tlb_gen, __ATOMIC_SEQ_CST);
+  if (local_gen == mm_gen) return;
+  // Partial only when this flush is exactly the one generation missing and the newest: any
+  // other gap needs a full flush to keep "caught up to tlb_gen" true.
+  if (f.end != kFlushAll && f.new_tlb_gen == local_gen + 1 && f.new_tlb_gen == mm_gen) {
+    for (uint64_t va = f.start; va < f.end; va += x86::kPageSize) Invlpg(va);
+    c.invlpg += (f.end - f.start) / x86::kPageSize;
   } else {
     WriteCr3(x86::Cr3::FromRaw(ReadCr3()));  // reloading CR3 flushes this PCID's entries
-    ++counters().full_flushes;
+    ++c.full_flushes;
   }
-  ctx.tlb_gen = new_tlb_gen;
+  ctx.tlb_gen = mm_gen;
+}
+
+// should_flush_tlb: lazy CPUs catch up at their next switch (switch_mm_irqs_off compares
+// tlb_gen), so they are skipped unless page tables were freed.
+bool should_flush_tlb(uint32_t cpu, const PerCpu::FlushInfo& f) {
+  const CpuMmState& rq = cpu_mm[cpu];
+  if (f.freed_tables) return true;
+  if (__atomic_load_n(&rq.is_lazy, __ATOMIC_SEQ_CST)) return false;
+  return __atomic_load_n(&rq.loaded_mm, __ATOMIC_SEQ_CST) == f.mm;
+}
+
+}  // namespace
+
+void flush_tlb_ipi() {
+  PerCpu* self = this_cpu();
+  uint64_t from = __atomic_exchange_n(&self->flush_requests, 0, __ATOMIC_SEQ_CST);
+  while (from != 0) {
+    const uint32_t initiator = static_cast<uint32_t>(__builtin_ctzll(from));
+    from &= from - 1;
+    flush_tlb_func(percpu[initiator].flush_info, /*local=*/false);
+    // Acknowledge last: the initiator may free the pages as soon as every target has flushed.
+    __atomic_and_fetch(&percpu[initiator].flush_acks_pending, ~(uint64_t{1} << self->cpu),
+                       __ATOMIC_RELEASE);
+  }
+}
+
+void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables) {
+  MmStruct* m = Mm(mm);
+  PerCpu* self = this_cpu();
+  abi::MmCounters& c = counters();
+  ++c.shootdowns;
+  // Increment first, then read the mask (see switch_mm_irqs_off for the other half of the race).
+  const uint64_t new_tlb_gen = __atomic_add_fetch(&m->tlb_gen, 1, __ATOMIC_SEQ_CST);
+  PerCpu::FlushInfo& f = self->flush_info;
+  f.mm = mm;
+  f.initiator = self->cpu;
+  const bool full = (end - start) / x86::kPageSize > kSinglePageFlushCeiling;
+  f.start = full ? 0 : start;
+  f.end = full ? kFlushAll : end;
+  f.new_tlb_gen = new_tlb_gen;
+  f.freed_tables = freed_tables;
+
+  uint64_t targets = 0;
+  uint64_t mask = __atomic_load_n(&m->cpumask, __ATOMIC_SEQ_CST) & ~(uint64_t{1} << self->cpu);
+  while (mask != 0) {
+    const uint32_t cpu = static_cast<uint32_t>(__builtin_ctzll(mask));
+    mask &= mask - 1;
+    if (!should_flush_tlb(cpu, f)) continue;
+    if (Bug(abi::MmBug::kSkipIpiNonLazy)) continue;  // planted bug: the IPI is never sent
+    targets |= uint64_t{1} << cpu;
+  }
+  if (targets != 0) {
+    __atomic_store_n(&self->flush_acks_pending, targets, __ATOMIC_SEQ_CST);
+    for (uint64_t t = targets; t != 0; t &= t - 1) {
+      const uint32_t cpu = static_cast<uint32_t>(__builtin_ctzll(t));
+      __atomic_or_fetch(&percpu[cpu].flush_requests, uint64_t{1} << self->cpu, __ATOMIC_SEQ_CST);
+      ApicSendIpi(percpu[cpu].apic_id, kVecFlushTlb);
+      ++c.ipis_sent;
+    }
+  }
+  if (this_rq()->loaded_mm == mm) flush_tlb_func(f, /*local=*/true);
+  // Wait for every target with interrupts on, as smp_call_function does: a CPU that is itself
+  // waiting for this one to flush must get its IPI handled, or both would wait for ever.
+  while (__atomic_load_n(&self->flush_acks_pending, __ATOMIC_ACQUIRE) != 0) {
+    asm volatile("sti; pause; cli" ::: "memory");
+  }
 }
 
 }  // namespace activemm::guest

@@ -3,6 +3,7 @@
 #include "guest/apic.h"
 #include "guest/cpu.h"
 #include "guest/hypercall.h"
+#include "guest/model.h"
 #include "guest/percpu.h"
 #include "guest/user_mode.h"
 #include "shared/x86.h"
@@ -39,6 +40,10 @@ extern "C" void trap_dispatch(TrapFrame* f) {
       if (FromUser(*f) && HandleUserProbeFault(*f, ReadCr2())) return;
       break;
     case kVecKick:
+      ApicEoi();
+      return;
+    case kVecFlushTlb:
+      flush_tlb_ipi();
       ApicEoi();
       return;
     case kVecIpiTest:

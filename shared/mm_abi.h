@@ -198,6 +198,9 @@ enum class MmBug : uint32_t {
   kWrongCr3 = 5,        // loading init_mm keeps the previous mm's page table in CR3
   kForkSharesPage = 6,  // dup_mm maps the parent's first page into the child instead of a copy
   kMunmapKeepsPte = 7,  // munmap frees the pages but leaves their PTEs in place
+  kSkipIpiNonLazy = 8,  // flush_tlb_mm_range sends no IPI to a non-lazy CPU using the mm
+  kNoTlbGenCheck = 9,   // back from lazy mode to the same mm: no tlb_gen check, no flush
+  kAsidNoFlush = 10,    // choose_new_asid reuses a slot for another mm without a flush
 };
 
 struct ScenarioHeader {

@@ -35,12 +35,12 @@ ABSL_FLAG(double, timeout, 10, "seconds without guest progress before the watchd
 ABSL_FLAG(std::string, inject, "none",
           "plant a bug to prove it is caught. selftest: kernel-fault, user-fault, spin, panic; "
           "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3, "
-          "fork-shares-page, munmap-keeps-pte");
+          "fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check, asid-no-flush");
 ABSL_FLAG(std::string, lazy_tlb, "",
           "run: on or off (default: the scenario's \"lazy_tlb\"); compare runs both");
-ABSL_FLAG(std::string, pcid, "modeled",
-          "modeled (ASID decisions computed, CR3 loaded without PCID bits) or off (ASID 0, every "
-          "mm switch flushes)");
+ABSL_FLAG(std::string, pcid, "auto",
+          "auto (real PCIDs where CPUID offers PCID, else modeled), modeled (ASID decisions "
+          "computed, CR3 loaded without PCID bits) or off (ASID 0, every mm switch flushes)");
 ABSL_FLAG(int, asids, 6, "per-CPU dynamic ASID slots (TLB_NR_DYN_ASIDS), 1..16");
 ABSL_FLAG(std::string, verify, "end",
           "when the host verifies besides check/checkpoint steps: end, or every-step");
@@ -151,7 +151,10 @@ bool ParseMmBug(const std::string& s, abi::MmBug* out) {
       {"no-cpumask", abi::MmBug::kNoCpumask},
       {"wrong-cr3", abi::MmBug::kWrongCr3},
       {"fork-shares-page", abi::MmBug::kForkSharesPage},
-      {"munmap-keeps-pte", abi::MmBug::kMunmapKeepsPte}};
+      {"munmap-keeps-pte", abi::MmBug::kMunmapKeepsPte},
+      {"skip-ipi", abi::MmBug::kSkipIpiNonLazy},
+      {"no-tlb-gen-check", abi::MmBug::kNoTlbGenCheck},
+      {"asid-no-flush", abi::MmBug::kAsidNoFlush}};
   for (const auto& [name, value] : kNames) {
     if (s == name) {
       *out = value;
@@ -213,17 +216,20 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   }
   ro.timeout = absl::Seconds(timeout);
   const std::string pcid = absl::GetFlag(FLAGS_pcid);
-  if (pcid == "modeled") {
+  if (pcid == "auto") {
+    ro.pcid = abi::PcidMode::kModeled;  // refined once /dev/kvm is open
+  } else if (pcid == "modeled") {
     ro.pcid = abi::PcidMode::kModeled;
   } else if (pcid == "off") {
     ro.pcid = abi::PcidMode::kOff;
   } else {
-    return UsageError(absl::StrFormat("--pcid=%s: expected modeled or off", pcid));
+    return UsageError(absl::StrFormat("--pcid=%s: expected auto, modeled or off", pcid));
   }
   if (!ParseMmBug(absl::GetFlag(FLAGS_inject), &ro.bug)) {
     return UsageError(absl::StrFormat(
         "--inject=%s: %s takes none, skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, "
-        "no-cpumask, wrong-cr3, fork-shares-page or munmap-keeps-pte",
+        "no-cpumask, wrong-cr3, fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check "
+        "or asid-no-flush",
         absl::GetFlag(FLAGS_inject), cmd));
   }
   const std::string verify = absl::GetFlag(FLAGS_verify);
@@ -251,6 +257,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
   }
+  if (pcid == "auto" && (*kvm)->HasPcid()) ro.pcid = abi::PcidMode::kHardware;
   std::vector<abi::LazyMode> modes;
   if (compare) {
     modes = {abi::LazyMode::kOn, abi::LazyMode::kOff};
