@@ -6,14 +6,27 @@ extern "C" {
 
 void* memset(void* dst, int c, size_t n) {
   void* d = dst;
-  // One REP STOSB: a single (emulated) instruction instead of a loop of them.
-  asm volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+  // One REP STOS: a single instruction instead of a loop of them. Where ring 0 is emulated,
+  // KVM emulates a REP string instruction element by element, so 8-byte elements cost an
+  // eighth of byte elements: whole pages (zeroing, poisoning) use STOSQ.
+  if (((reinterpret_cast<uintptr_t>(dst) | n) & 7) == 0) {
+    size_t words = n / 8;
+    uint64_t v = 0x0101010101010101ull * static_cast<uint8_t>(c);
+    asm volatile("rep stosq" : "+D"(d), "+c"(words) : "a"(v) : "memory");
+  } else {
+    asm volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+  }
   return dst;
 }
 
 void* memcpy(void* dst, const void* src, size_t n) {
   void* d = dst;
-  asm volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+  if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src) | n) & 7) == 0) {
+    size_t words = n / 8;
+    asm volatile("rep movsq" : "+D"(d), "+S"(src), "+c"(words) : : "memory");
+  } else {
+    asm volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+  }
   return dst;
 }
 

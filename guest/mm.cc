@@ -93,12 +93,12 @@ bool Mapped(const abi::UserPage& p) {
   return p.state == static_cast<uint32_t>(abi::PageState::kMapped);
 }
 
-// Frees the page-table pages below the user half of pgd (free_pgtables()); the pgd itself
-// lives until __mmdrop, so a CPU still lazily on this mm keeps a valid kernel half.
+// Frees the page-table pages below a detached user-half table of `level` (free_pgtables());
+// the pgd itself lives until __mmdrop, so a CPU still lazily on this mm keeps a valid kernel
+// half.
 void FreeUserTables(uint64_t table_pa, int level) {
   auto* t = static_cast<uint64_t*>(PhysToVirt(table_pa));
-  int limit = level == 4 ? abi::kFirstKernelPml4Index : x86::kEntriesPerTable;
-  for (int i = 0; i < limit; ++i) {
+  for (int i = 0; i < x86::kEntriesPerTable; ++i) {
     Pte e(t[i]);
     if (!e.present()) continue;
     if (level > 2) FreeUserTables(e.addr(), level - 1);
@@ -107,8 +107,25 @@ void FreeUserTables(uint64_t table_pa, int level) {
   }
 }
 
-// __mmput -> exit_mmap: tear down the user address space.
-void exit_mmap(MmStruct* mm) {
+// __mmput -> exit_mmap: tear down the user address space. The order is Linux's mmu_gather:
+// detach the user half, flush every CPU that may hold translations or cached walks of it
+// (freed_tables: lazy CPUs included, they leave the mm), and only then free the pages. Freed
+// first, a page-table page could be reused while another CPU's walker still read it.
+void exit_mmap(int32_t slot) {
+  MmStruct* mm = Mm(slot);
+  auto* pgd = static_cast<uint64_t*>(PhysToVirt(mm->pgd_pa));
+  uint64_t user_half[abi::kFirstKernelPml4Index];
+  for (int i = 0; i < abi::kFirstKernelPml4Index; ++i) {
+    user_half[i] = pgd[i];
+    pgd[i] = 0;
+  }
+  flush_tlb_mm(slot);
+  for (int i = 0; i < abi::kFirstKernelPml4Index; ++i) {
+    Pte e(user_half[i]);
+    if (!e.present()) continue;
+    FreeUserTables(e.addr(), 3);
+    FreePage(e.addr());
+  }
   for (uint32_t i = 0; i < mm->nr_pages; ++i) {
     if (Mapped(mm->pages[i])) FreePage(mm->pages[i].pa);
   }
@@ -117,7 +134,6 @@ void exit_mmap(MmStruct* mm) {
   FreePage(mm->stack_pa);
   mm->ctl_pa = 0;
   mm->stack_pa = 0;
-  FreeUserTables(mm->pgd_pa, 4);
 }
 
 // __mmdrop: the pgd and the mm_struct go back to the allocator, poisoned. The pgd keeps its
@@ -126,6 +142,7 @@ void exit_mmap(MmStruct* mm) {
 void __mmdrop(int32_t slot) {
   GUEST_CHECK_VALUES(slot != abi::kInitMm, 1, static_cast<uint64_t>(slot));
   MmStruct* mm = Mm(slot);
+  if (model.lazy == abi::LazyMode::kShootdown) cleanup_lazy_tlbs(slot);
   __atomic_store_n(&mm_slots[slot].state, static_cast<uint32_t>(abi::SlotState::kFreed),
                    __ATOMIC_RELEASE);
   FreePage(mm->pgd_pa, x86::kPageSize / 2);
@@ -172,6 +189,9 @@ void dup_mm(int32_t slot, int32_t old_slot) {
     memcpy(PhysToVirt(pa), PhysToVirt(src.pa), x86::kPageSize);
     AddPage(mm, pa, src.tag, src.prot);
   }
+  // dup_mmap ends with flush_tlb_mm(oldmm): Linux write-protects the parent's pages for
+  // copy-on-write. Pages are copied eagerly here, but the flush and its IPIs are the same.
+  flush_tlb_mm(old_slot);
 }
 
 void mmgrab(int32_t mm) { __atomic_add_fetch(&Mm(mm)->mm_count, 1, __ATOMIC_RELAXED); }
@@ -186,19 +206,19 @@ void mmget(int32_t mm) { __atomic_add_fetch(&Mm(mm)->mm_users, 1, __ATOMIC_RELAX
 void mmput(int32_t mm) {
   MmStruct* m = Mm(mm);
   if (__atomic_sub_fetch(&m->mm_users, 1, __ATOMIC_ACQ_REL) == 0) {
-    exit_mmap(m);  // __mmput
+    exit_mmap(mm);  // __mmput
     mmdrop(mm);
   }
 }
 
 void mmgrab_lazy_tlb(int32_t mm) {
-  if (!LazyOn()) return;  // CONFIG_MMU_LAZY_TLB_REFCOUNT=n: no reference
+  if (!LazyRefs()) return;  // CONFIG_MMU_LAZY_TLB_REFCOUNT=n: no reference
   mmgrab(mm);
   ++counters().lazy_grabs;
 }
 
 void mmdrop_lazy_tlb(int32_t mm) {
-  if (!LazyOn()) return;
+  if (!LazyRefs()) return;
   ++counters().lazy_drops;
   mmdrop(mm);
 }
@@ -211,6 +231,8 @@ void do_mmap(int32_t slot, uint32_t pages) {
 
 void do_munmap(int32_t slot, uint32_t pages) {
   MmStruct* mm = Mm(slot);
+  GUEST_CHECK_VALUES(pages <= abi::kMaxUserPages, 1, uint64_t{pages});
+  uint64_t freed[abi::kMaxUserPages];
   uint64_t first_va = 0, end_va = 0;
   uint32_t done = 0;
   for (uint32_t i = mm->nr_pages; i-- > 0 && done < pages;) {
@@ -222,9 +244,7 @@ void do_munmap(int32_t slot, uint32_t pages) {
       GUEST_CHECK_VALUES(s == PtStatus::kOk && old.addr() == p.pa, 2, p.va,
                          static_cast<uint64_t>(s));
     }
-    // The page is freed only after the PTE is gone; with other CPUs using the mm, Linux also
-    // waits for their TLB flush first (tlb_finish_mmu), which comes with the shootdown layer.
-    FreePage(p.pa);
+    freed[done] = p.pa;  // freed after the flush, as tlb_finish_mmu does
     p.pa = 0;
     p.tag = 0;
     p.state = static_cast<uint32_t>(abi::PageState::kUnmapped);
@@ -233,7 +253,10 @@ void do_munmap(int32_t slot, uint32_t pages) {
     ++done;
   }
   GUEST_CHECK_VALUES(done == pages, 2, uint64_t{done}, uint64_t{pages});
+  // Until every CPU has flushed, one may still reach the old pages through its TLB: they go
+  // back to the allocator only after the shootdown has completed.
   flush_tlb_mm_range(slot, first_va, end_va);
+  for (uint32_t i = 0; i < done; ++i) FreePage(freed[i]);
 }
 
 void do_mprotect(int32_t slot, uint32_t pages, uint32_t prot) {

@@ -28,12 +28,14 @@ extern abi::MmSlot mm_slots[abi::kMaxMms];
 extern TaskStruct tasks[abi::kMaxTasks];
 extern CpuMmState cpu_mm[abi::kMaxCpus];
 
-inline bool LazyOn() { return model.lazy == abi::LazyMode::kOn; }
+// Lazy TLB switching (kernel threads keep the previous mm loaded): on and shootdown.
+inline bool LazyOn() { return model.lazy != abi::LazyMode::kOff; }
+// Lazy users hold mm_count references (CONFIG_MMU_LAZY_TLB_REFCOUNT=y): on only. In the
+// shootdown variant the final mmdrop instead IPIs the CPUs that may still use the mm lazily.
+inline bool LazyRefs() { return model.lazy == abi::LazyMode::kOn; }
 inline bool Bug(abi::MmBug b) { return model.bug == b; }
 
-inline MmStruct* Mm(int32_t slot) {
-  return static_cast<MmStruct*>(PhysToVirt(mm_slots[slot].pa));
-}
+inline MmStruct* Mm(int32_t slot) { return static_cast<MmStruct*>(PhysToVirt(mm_slots[slot].pa)); }
 inline TaskStruct* Task(int32_t index) { return &tasks[index]; }
 inline int32_t TaskIndex(const TaskStruct* t) { return static_cast<int32_t>(t - tasks); }
 
@@ -71,6 +73,10 @@ void enter_lazy_tlb(int32_t mm);
 void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables = false);
 // The flush IPI's handler: runs flush_tlb_func for every CPU that asked this one.
 void flush_tlb_ipi();
+// flush_tlb_mm: the whole mm, page-table pages freed (fork, exit_mmap).
+void flush_tlb_mm(int32_t mm);
+// cleanup_lazy_tlbs (MMU_LAZY_TLB_SHOOTDOWN): every CPU still using mm lazily moves to init_mm.
+void cleanup_lazy_tlbs(int32_t mm);
 
 // ---- sched.cc: kernel/sched/core.c, fork, exit, exec, kthread ----
 void sched_init_cpu();  // this CPU's idle task is current

@@ -48,6 +48,7 @@ struct PerCpu {
     uint64_t end;  // kFlushAll for a full flush
     uint64_t new_tlb_gen;
     bool freed_tables;
+    bool shoot_lazy;  // a cleanup_lazy_tlbs request instead of a flush
   } flush_info;
   uint64_t flush_acks_pending;  // atomic, bit per target CPU
   uint64_t flush_requests;      // atomic, bit per initiating CPU

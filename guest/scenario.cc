@@ -56,8 +56,8 @@ void ExecuteStep(const abi::Step& s) {
       task_create(s.task, abi::kPfKthread);
       return;
     case abi::StepOp::kRun:
-      GUEST_CHECK_VALUES(Task(s.task)->state == static_cast<uint32_t>(abi::TaskState::kRunnable),
-                         2, static_cast<uint64_t>(s.task), uint64_t{Task(s.task)->state});
+      GUEST_CHECK_VALUES(Task(s.task)->state == static_cast<uint32_t>(abi::TaskState::kRunnable), 2,
+                         static_cast<uint64_t>(s.task), uint64_t{Task(s.task)->state});
       context_switch(s.task);
       return;
     case abi::StepOp::kIdle:

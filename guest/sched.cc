@@ -91,7 +91,7 @@ void sched_init_cpu() {
   rq->curr = rq->idle = static_cast<int32_t>(cpu);
   rq->prev_mm = abi::kNoMm;
   // The boot idle task holds a lazy reference on init_mm (rule 3); not an event of the run.
-  if (LazyOn()) mmgrab(abi::kInitMm);
+  if (LazyRefs()) mmgrab(abi::kInitMm);
 }
 
 int32_t task_create(int32_t index, uint32_t flags) {
@@ -106,13 +106,12 @@ int32_t task_create(int32_t index, uint32_t flags) {
   t->exec_count = 0;
   t->stack_pa = AllocStack();
   // The frame __switch_to_asm pops: six callee-saved registers, then the return address.
-  auto* top = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(PhysToVirt(t->stack_pa)) +
-                                          kStackBytes);
+  auto* top =
+      reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(PhysToVirt(t->stack_pa)) + kStackBytes);
   top[-1] = reinterpret_cast<uint64_t>(ret_from_fork_asm);
   for (int i = 2; i <= 7; ++i) top[-i] = 0;
   t->sp = reinterpret_cast<uint64_t>(top - 7);
-  __atomic_store_n(&t->state, static_cast<uint32_t>(abi::TaskState::kRunnable),
-                   __ATOMIC_RELEASE);
+  __atomic_store_n(&t->state, static_cast<uint32_t>(abi::TaskState::kRunnable), __ATOMIC_RELEASE);
   return index;
 }
 

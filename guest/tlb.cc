@@ -5,9 +5,9 @@
 // CR3 (same mm, not lazy; lazy with an up-to-date tlb_gen) return after a handful of loads.
 #include "guest/apic.h"
 #include "guest/cpu.h"
-#include "guest/traps.h"
 #include "guest/hypercall.h"
 #include "guest/model.h"
+#include "guest/traps.h"
 #include "shared/asid.h"
 #include "shared/x86.h"
 
@@ -167,13 +167,55 @@ bool should_flush_tlb(uint32_t cpu, const PerCpu::FlushInfo& f) {
 
 }  // namespace
 
+// do_shoot_lazy_tlb (kernel/fork.c): a CPU whose current task still has mm as active_mm moves
+// it to init_mm, because mm is about to be freed and lazy users hold no reference on it.
+void do_shoot_lazy_tlb(int32_t mm) {
+  TaskStruct* cur = current();
+  if (cur->active_mm != mm) return;
+  GUEST_CHECK(cur->mm == abi::kNoMm);
+  cur->active_mm = abi::kInitMm;
+  if (this_rq()->loaded_mm != abi::kInitMm) {
+    ++counters().leave_mm;
+    switch_mm_irqs_off(abi::kInitMm);
+  }
+}
+
+namespace {
+
+// Sends the request in this CPU's flush_info to `targets` and waits until each has handled
+// it. The wait has interrupts on, as smp_call_function's does: a CPU that is itself waiting
+// for this one must get its IPI handled, or both would wait for ever.
+void CallOnCpus(uint64_t targets) {
+  if (targets == 0) return;
+  PerCpu* self = this_cpu();
+  abi::MmCounters& c = counters();
+  __atomic_store_n(&self->flush_acks_pending, targets, __ATOMIC_SEQ_CST);
+  for (uint64_t t = targets; t != 0; t &= t - 1) {
+    const uint32_t cpu = static_cast<uint32_t>(__builtin_ctzll(t));
+    __atomic_or_fetch(&percpu[cpu].flush_requests, uint64_t{1} << self->cpu, __ATOMIC_SEQ_CST);
+    ApicSendIpi(percpu[cpu].apic_id, kVecFlushTlb);
+    ++c.ipis_sent;
+  }
+  while (__atomic_load_n(&self->flush_acks_pending, __ATOMIC_ACQUIRE) != 0) {
+    asm volatile("sti; pause; cli" ::: "memory");
+  }
+}
+
+}  // namespace
+
 void flush_tlb_ipi() {
   PerCpu* self = this_cpu();
   uint64_t from = __atomic_exchange_n(&self->flush_requests, 0, __ATOMIC_SEQ_CST);
   while (from != 0) {
     const uint32_t initiator = static_cast<uint32_t>(__builtin_ctzll(from));
     from &= from - 1;
-    flush_tlb_func(percpu[initiator].flush_info, /*local=*/false);
+    const PerCpu::FlushInfo& f = percpu[initiator].flush_info;
+    if (f.shoot_lazy) {
+      ++counters().ipis_received;
+      do_shoot_lazy_tlb(f.mm);
+    } else {
+      flush_tlb_func(f, /*local=*/false);
+    }
     // Acknowledge last: the initiator may free the pages as soon as every target has flushed.
     __atomic_and_fetch(&percpu[initiator].flush_acks_pending, ~(uint64_t{1} << self->cpu),
                        __ATOMIC_RELEASE);
@@ -183,8 +225,8 @@ void flush_tlb_ipi() {
 void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables) {
   MmStruct* m = Mm(mm);
   PerCpu* self = this_cpu();
-  abi::MmCounters& c = counters();
-  ++c.shootdowns;
+  const uint64_t me = uint64_t{1} << self->cpu;
+  ++counters().shootdowns;
   // Increment first, then read the mask (see switch_mm_irqs_off for the other half of the race).
   const uint64_t new_tlb_gen = __atomic_add_fetch(&m->tlb_gen, 1, __ATOMIC_SEQ_CST);
   PerCpu::FlushInfo& f = self->flush_info;
@@ -195,31 +237,37 @@ void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tab
   f.end = full ? kFlushAll : end;
   f.new_tlb_gen = new_tlb_gen;
   f.freed_tables = freed_tables;
+  f.shoot_lazy = false;
 
-  uint64_t targets = 0;
-  uint64_t mask = __atomic_load_n(&m->cpumask, __ATOMIC_SEQ_CST) & ~(uint64_t{1} << self->cpu);
-  while (mask != 0) {
-    const uint32_t cpu = static_cast<uint32_t>(__builtin_ctzll(mask));
-    mask &= mask - 1;
-    if (!should_flush_tlb(cpu, f)) continue;
-    if (Bug(abi::MmBug::kSkipIpiNonLazy)) continue;  // planted bug: the IPI is never sent
-    targets |= uint64_t{1} << cpu;
-  }
-  if (targets != 0) {
-    __atomic_store_n(&self->flush_acks_pending, targets, __ATOMIC_SEQ_CST);
-    for (uint64_t t = targets; t != 0; t &= t - 1) {
+  const uint64_t mask = __atomic_load_n(&m->cpumask, __ATOMIC_SEQ_CST);
+  if (mask & ~me) {
+    // flush_tlb_multi: every CPU of the mask that should_flush_tlb, this one included.
+    uint64_t targets = 0;
+    for (uint64_t t = mask & ~me; t != 0; t &= t - 1) {
       const uint32_t cpu = static_cast<uint32_t>(__builtin_ctzll(t));
-      __atomic_or_fetch(&percpu[cpu].flush_requests, uint64_t{1} << self->cpu, __ATOMIC_SEQ_CST);
-      ApicSendIpi(percpu[cpu].apic_id, kVecFlushTlb);
-      ++c.ipis_sent;
+      if (!should_flush_tlb(cpu, f)) continue;
+      if (Bug(abi::MmBug::kSkipIpiNonLazy)) continue;  // planted bug: the IPI is never sent
+      targets |= uint64_t{1} << cpu;
     }
+    if ((mask & me) && should_flush_tlb(self->cpu, f)) flush_tlb_func(f, /*local=*/true);
+    CallOnCpus(targets);
+  } else if (this_rq()->loaded_mm == mm) {
+    flush_tlb_func(f, /*local=*/true);
   }
-  if (this_rq()->loaded_mm == mm) flush_tlb_func(f, /*local=*/true);
-  // Wait for every target with interrupts on, as smp_call_function does: a CPU that is itself
-  // waiting for this one to flush must get its IPI handled, or both would wait for ever.
-  while (__atomic_load_n(&self->flush_acks_pending, __ATOMIC_ACQUIRE) != 0) {
-    asm volatile("sti; pause; cli" ::: "memory");
-  }
+}
+
+void flush_tlb_mm(int32_t mm) { flush_tlb_mm_range(mm, 0, 1ull << 47, /*freed_tables=*/true); }
+
+void cleanup_lazy_tlbs(int32_t mm) {
+  PerCpu* self = this_cpu();
+  const uint64_t me = uint64_t{1} << self->cpu;
+  const uint64_t mask = __atomic_load_n(&Mm(mm)->cpumask, __ATOMIC_SEQ_CST);
+  PerCpu::FlushInfo& f = self->flush_info;
+  f.mm = mm;
+  f.initiator = self->cpu;
+  f.shoot_lazy = true;
+  if (mask & me) do_shoot_lazy_tlb(mm);
+  CallOnCpus(mask & ~me);
 }
 
 }  // namespace activemm::guest

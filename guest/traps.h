@@ -20,7 +20,7 @@ inline bool FromUser(const TrapFrame& f) { return (f.cs & 3) == 3; }
 
 // Vectors of the guest's own interrupts.
 inline constexpr int kVecIpiTest = 0xf0;   // the self-test's IPI
-inline constexpr int kVecKick = 0xf1;  // wakes a CPU waiting for its next scenario step
+inline constexpr int kVecKick = 0xf1;      // wakes a CPU waiting for its next scenario step
 inline constexpr int kVecFlushTlb = 0xf2;  // a TLB shootdown request (CALL_FUNCTION_VECTOR)
 inline constexpr int kVecSpurious = 0xff;  // APIC spurious vector (no EOI, SDM 11.9)
 

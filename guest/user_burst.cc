@@ -73,9 +73,9 @@ void run_user_burst() {
                     .rdx = 0});
   ++counters().user_bursts;
   if (ctl->bad_words != 0) {
-    Panic(__FILE__, __LINE__, "ring 3 read wrong words from its pages (mm slot, bad words, va, value)",
-          4, static_cast<uint64_t>(slot), ctl->bad_words, ctl->first_bad_va,
-          ctl->first_bad_value);
+    Panic(__FILE__, __LINE__,
+          "ring 3 read wrong words from its pages (mm slot, bad words, va, value)", 4,
+          static_cast<uint64_t>(slot), ctl->bad_words, ctl->first_bad_va, ctl->first_bad_value);
   }
   if (ctl->missing_faults != 0) {
     Panic(__FILE__, __LINE__,

@@ -137,7 +137,7 @@ inline constexpr uint64_t kCheckpointKernelTables = 1;  // CPU 0 has built init_
 inline constexpr uint64_t kCheckpointOnline = 2;        // every CPU has reported in
 inline constexpr uint64_t kCheckpointSelftest = 3;      // IPIs and ring 3 done on every CPU
 // Checkpoint id of the scenario program.
-inline constexpr uint64_t kCheckpointModelReady = 10;   // every CPU has its rq and tlbstate
+inline constexpr uint64_t kCheckpointModelReady = 10;  // every CPU has its rq and tlbstate
 
 // The CPU state at an exception, as pushed by the CPU and the guest's trap entry.
 struct FaultReport {

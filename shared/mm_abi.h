@@ -48,13 +48,13 @@ struct MmStruct {
   uint64_t magic;  // kMmMagic while allocated
   int32_t mm_users;
   int32_t mm_count;
-  uint64_t pgd_pa;    // page-table root; kernel half shared with init_mm
-  uint64_t ctl_pa;    // the control page ring 3 reads its work list from (kUserCtlVa)
-  uint64_t stack_pa;  // the user stack page (kUserStackTopVa - 4 KiB)
-  uint64_t ctx_id;    // unique per mm, for ever (mm->context.ctx_id)
-  uint64_t tlb_gen;   // mm->context.tlb_gen
-  uint64_t cpumask;   // mm_cpumask(mm): bit n = CPU n
-  uint32_t nr_pages;  // entries used in pages[]
+  uint64_t pgd_pa;      // page-table root; kernel half shared with init_mm
+  uint64_t ctl_pa;      // the control page ring 3 reads its work list from (kUserCtlVa)
+  uint64_t stack_pa;    // the user stack page (kUserStackTopVa - 4 KiB)
+  uint64_t ctx_id;      // unique per mm, for ever (mm->context.ctx_id)
+  uint64_t tlb_gen;     // mm->context.tlb_gen
+  uint64_t cpumask;     // mm_cpumask(mm): bit n = CPU n
+  uint32_t nr_pages;    // entries used in pages[]
   uint32_t generation;  // ring-3 bursts run on this mm (part of every page tag)
   UserPage pages[kMaxUserPages];
 };
@@ -79,13 +79,13 @@ enum class TaskState : uint32_t {
   kRunning = 2,   // the `curr` of the CPU in on_cpu
   kDead = 3,      // exited; its kernel stack is gone
 };
-inline constexpr uint32_t kPfKthread = 1;   // PF_KTHREAD
-inline constexpr uint32_t kPfIdle = 2;      // a CPU's idle task
-inline constexpr uint32_t kPfUsingMm = 4;   // between kthread_use_mm and kthread_unuse_mm
+inline constexpr uint32_t kPfKthread = 1;  // PF_KTHREAD
+inline constexpr uint32_t kPfIdle = 2;     // a CPU's idle task
+inline constexpr uint32_t kPfUsingMm = 4;  // between kthread_use_mm and kthread_unuse_mm
 
 struct TaskStruct {
-  uint32_t state;  // TaskState
-  uint32_t flags;  // kPf*
+  uint32_t state;     // TaskState
+  uint32_t flags;     // kPf*
   int32_t mm;         // slot or kNoMm
   int32_t active_mm;  // slot or kNoMm
   int32_t on_cpu;     // kNoCpu when not running
@@ -205,12 +205,12 @@ enum class MmBug : uint32_t {
 
 struct ScenarioHeader {
   uint32_t num_steps;
-  uint32_t lazy_mode;   // LazyMode
-  uint32_t pcid_mode;   // PcidMode
-  uint32_t num_asids;   // 1..kMaxAsids
-  uint32_t bug;         // MmBug
+  uint32_t lazy_mode;  // LazyMode
+  uint32_t pcid_mode;  // PcidMode
+  uint32_t num_asids;  // 1..kMaxAsids
+  uint32_t bug;        // MmBug
   uint32_t reserved;
-  uint64_t steps_pa;    // Step[num_steps]
+  uint64_t steps_pa;  // Step[num_steps]
 };
 static_assert(sizeof(ScenarioHeader) == 32);
 
@@ -228,7 +228,7 @@ struct MmDirectory {
   uint64_t cpus_pa;      // CpuMmState[num_cpus]
   uint32_t num_mms;      // slots in use (allocated ever)
   uint32_t num_tasks;
-  uint32_t steps_done;   // steps the guest has completed
+  uint32_t steps_done;  // steps the guest has completed
   uint32_t reserved;
 };
 static_assert(sizeof(MmDirectory) == 40);
@@ -248,13 +248,13 @@ struct UserWork {
 };
 enum class UserWorkKind : uint32_t {
   kVerifyAndRewrite = 1,
-  kVerifyOnly = 2,   // read-only page: verify, then a write must fault
-  kMustFault = 3,    // unmapped page: a read must fault
+  kVerifyOnly = 2,  // read-only page: verify, then a write must fault
+  kMustFault = 3,   // unmapped page: a read must fault
 };
 struct UserControl {
   uint64_t num_work;
-  uint64_t bad_words;        // words that did not hold the expected value
-  uint64_t missing_faults;   // accesses that should have faulted and did not
+  uint64_t bad_words;       // words that did not hold the expected value
+  uint64_t missing_faults;  // accesses that should have faulted and did not
   uint64_t first_bad_va;
   uint64_t first_bad_value;
   uint64_t reserved[3];

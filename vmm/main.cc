@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -14,9 +15,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "fmt/core.h"
 #include "vmm/exit_codes.h"
@@ -37,7 +38,8 @@ ABSL_FLAG(std::string, inject, "none",
           "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3, "
           "fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check, asid-no-flush");
 ABSL_FLAG(std::string, lazy_tlb, "",
-          "run: on or off (default: the scenario's \"lazy_tlb\"); compare runs both");
+          "run: on, off or shootdown (default: the scenario's \"lazy_tlb\"); compare runs on "
+          "and off");
 ABSL_FLAG(std::string, pcid, "auto",
           "auto (real PCIDs where CPUID offers PCID, else modeled), modeled (ASID decisions "
           "computed, CR3 loaded without PCID bits) or off (ASID 0, every mm switch flushes)");
@@ -45,6 +47,8 @@ ABSL_FLAG(int, asids, 6, "per-CPU dynamic ASID slots (TLB_NR_DYN_ASIDS), 1..16")
 ABSL_FLAG(std::string, verify, "end",
           "when the host verifies besides check/checkpoint steps: end, or every-step");
 ABSL_FLAG(std::string, json, "", "also write the report as JSON to this file");
+ABSL_FLAG(uint64_t, seed, 1, "stress: the generator's seed");
+ABSL_FLAG(int, steps, 2000, "stress: model steps to generate");
 ABSL_FLAG(bool, verbose, false, "print the guest's log lines");
 ABSL_FLAG(std::string, kvm, activemm::Kvm::kDevicePath, "KVM device to open");
 
@@ -63,6 +67,8 @@ constexpr const char* kUsage =
     "             total counters, checks and violations\n"
     "  compare [SCENARIO.json|SCENARIO.py]\n"
     "             run it with lazy TLB on and off, side by side, with the CR3 writes saved\n"
+    "  stress     a seeded random scenario (scripts/stress_gen.py: --cpus, --seed, --steps)\n"
+    "             run with the verifier after every step\n"
     "\n"
     "Flags: --cpus, --mem, --timeout, --inject, --verbose, --kvm, --lazy-tlb, --pcid, --asids,\n"
     "--verify, --json (--help lists them all).\n"
@@ -164,6 +170,32 @@ bool ParseMmBug(const std::string& s, abi::MmBug* out) {
   return false;
 }
 
+// The stress generator's scenario: scripts/stress_gen.py of this source tree (or of
+// $ACTIVEMM_SCRIPTS), run by Debian's /usr/bin/python3.
+absl::StatusOr<std::string> GenerateStress(int cpus, uint64_t seed, int steps) {
+  const char* env = std::getenv("ACTIVEMM_SCRIPTS");
+  const std::string dir = env != nullptr ? env : ACTIVEMM_SCRIPTS_DIR;
+  const std::string script = dir + "/stress_gen.py";
+  if (!std::ifstream(script)) {
+    return absl::NotFoundError(absl::StrFormat(
+        "%s not found (set ACTIVEMM_SCRIPTS to the project's scripts/ folder)", script));
+  }
+  std::string cmd = absl::StrFormat("/usr/bin/python3 '%s' --cpus %d --seed %d --steps %d", script,
+                                    cpus, seed, steps);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return absl::InternalError("cannot run /usr/bin/python3");
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  if (status != 0) {
+    return absl::InternalError(absl::StrFormat("%s failed (exit status %d)", script,
+                                               WIFEXITED(status) ? WEXITSTATUS(status) : status));
+  }
+  return out;
+}
+
 // The scenario text: a JSON file, the JSON a Python scenario script prints (run by Debian's
 // /usr/bin/python3, which sees the project's library), or the built-in scenario.
 absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
@@ -184,9 +216,9 @@ absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
     while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
     int status = pclose(p);
     if (status != 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: the scenario script failed (exit status %d); its error is above", path,
-          WIFEXITED(status) ? WEXITSTATUS(status) : status));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: the scenario script failed (exit status %d); its error is above",
+                          path, WIFEXITED(status) ? WEXITSTATUS(status) : status));
     }
     return out;
   }
@@ -199,16 +231,17 @@ absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
 
 int ScenarioCommand(const std::string& cmd, const std::string& path) {
   const bool compare = cmd == "compare";
+  const bool stress = cmd == "stress";
   ScenarioRunOptions ro;
   ro.verbose = absl::GetFlag(FLAGS_verbose);
   ro.asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
   if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
-    return UsageError(absl::StrFormat("--asids=%d: must be between 1 and 16",
-                                      absl::GetFlag(FLAGS_asids)));
+    return UsageError(
+        absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids)));
   }
   if (!ParseMem(absl::GetFlag(FLAGS_mem), &ro.mem_bytes)) {
-    return UsageError(absl::StrFormat("--mem=%s: expected a size such as 256M or 1G",
-                                      absl::GetFlag(FLAGS_mem)));
+    return UsageError(
+        absl::StrFormat("--mem=%s: expected a size such as 256M or 1G", absl::GetFlag(FLAGS_mem)));
   }
   double timeout = absl::GetFlag(FLAGS_timeout);
   if (!(timeout > 0 && timeout <= 3600)) {
@@ -237,18 +270,33 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     return UsageError(absl::StrFormat("--verify=%s: expected end or every-step", verify));
   }
   const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
-  if (!lazy.empty() && lazy != "on" && lazy != "off") {
-    return UsageError(absl::StrFormat("--lazy-tlb=%s: expected on or off", lazy));
+  if (!lazy.empty() && lazy != "on" && lazy != "off" && lazy != "shootdown") {
+    return UsageError(absl::StrFormat("--lazy-tlb=%s: expected on, off or shootdown", lazy));
   }
   if (compare && !lazy.empty()) {
     return UsageError("--lazy-tlb: compare runs both modes; use run for one");
   }
 
-  absl::StatusOr<std::string> text = LoadScenarioText(path);
-  if (!text.ok()) return UsageError(std::string(text.status().message()));
+  absl::StatusOr<std::string> text;
   CompileOptions co;
-  if (absl::GetFlag(FLAGS_cpus) != 0) co.cpus = absl::GetFlag(FLAGS_cpus);
-  co.verify_every_step = verify == "every-step";
+  if (stress) {
+    const int cpus = absl::GetFlag(FLAGS_cpus) == 0 ? 4 : absl::GetFlag(FLAGS_cpus);
+    const int steps = absl::GetFlag(FLAGS_steps);
+    if (cpus < 1 || cpus > 64 || steps < 1 || steps > 30000) {
+      return UsageError("stress: --cpus must be 1..64 and --steps 1..30000");
+    }
+    text = GenerateStress(cpus, absl::GetFlag(FLAGS_seed), steps);
+    if (!text.ok()) {
+      fmt::print(stderr, "activemm: {}\n", std::string(text.status().message()));
+      return kExitHostError;
+    }
+  } else {
+    text = LoadScenarioText(path);
+    if (!text.ok()) return UsageError(std::string(text.status().message()));
+    if (absl::GetFlag(FLAGS_cpus) != 0) co.cpus = absl::GetFlag(FLAGS_cpus);
+  }
+  // A stress run checks every quiet point: there is a quiet point after every step.
+  co.verify_every_step = stress || verify == "every-step";
   absl::StatusOr<Scenario> sc = CompileScenario(*text, path.empty() ? "built-in" : path, co);
   if (!sc.ok()) return UsageError(std::string(sc.status().message()));
 
@@ -264,7 +312,9 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   } else if (lazy.empty()) {
     modes = {sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff};
   } else {
-    modes = {lazy == "on" ? abi::LazyMode::kOn : abi::LazyMode::kOff};
+    modes = {lazy == "on"    ? abi::LazyMode::kOn
+             : lazy == "off" ? abi::LazyMode::kOff
+                             : abi::LazyMode::kShootdown};
   }
   std::vector<ScenarioReport> reports;
   for (abi::LazyMode m : modes) {
@@ -272,8 +322,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(**kvm, *sc, ro);
     if (!r.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
-      return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
-                                                                     : kExitHostError;
+      return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
     }
     reports.push_back(*std::move(r));
   }
@@ -327,7 +376,7 @@ int main(int argc, char** argv) {
     return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[max_args]));
   }
   if (cmd == "selftest") return activemm::Selftest();
-  if (cmd == "run" || cmd == "compare") {
+  if (cmd == "run" || cmd == "compare" || cmd == "stress") {
     return activemm::ScenarioCommand(cmd, args.size() > 2 ? args[2] : "");
   }
   return activemm::UsageError(absl::StrFormat("unknown command '%s'", cmd));

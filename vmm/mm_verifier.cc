@@ -22,9 +22,7 @@ bool Alive(const abi::TaskStruct& t) {
          t.state == static_cast<uint32_t>(abi::TaskState::kRunning);
 }
 
-std::string CpuList(const std::vector<int>& cpus) {
-  return "[" + absl::StrJoin(cpus, ", ") + "]";
-}
+std::string CpuList(const std::vector<int>& cpus) { return "[" + absl::StrJoin(cpus, ", ") + "]"; }
 
 struct Mapping {
   uint64_t pa;
@@ -115,10 +113,10 @@ void MmVerifier::CheckReferences(const ModelSnapshot& s, std::vector<Violation>&
     // moved to init_mm (leave_mm) while its kernel thread still borrows active_mm.
     const bool left_lazily = curr.mm == abi::kNoMm && cpu.loaded_mm == abi::kInitMm;
     if (curr.active_mm != cpu.loaded_mm && !left_lazily) {
-      out.push_back({"active_mm-loaded",
-                     absl::StrFormat("%s: current task %s has active_mm %s but loaded_mm is %s",
-                                     who, TaskName(cpu.curr), MmName(curr.active_mm),
-                                     MmName(cpu.loaded_mm))});
+      out.push_back(
+          {"active_mm-loaded",
+           absl::StrFormat("%s: current task %s has active_mm %s but loaded_mm is %s", who,
+                           TaskName(cpu.curr), MmName(curr.active_mm), MmName(cpu.loaded_mm))});
     }
   }
 }
@@ -155,21 +153,21 @@ void MmVerifier::CheckRefcounts(const ModelSnapshot& s, std::vector<Violation>& 
                                                  MmName(slot), mm.mm_users, users)});
     }
     if (!init && config_.lazy == abi::LazyMode::kOff && lazy > 0) {
-      out.push_back({"lazy-tlb-off", absl::StrFormat("mm %s is borrowed by %s with lazy TLB off",
-                                                     MmName(slot), absl::StrJoin(borrowers, ", "))});
+      out.push_back(
+          {"lazy-tlb-off", absl::StrFormat("mm %s is borrowed by %s with lazy TLB off",
+                                           MmName(slot), absl::StrJoin(borrowers, ", "))});
     }
     const int want = (users > 0) + (lazy_refs ? lazy + parked : 0) + holds;
     if (mm.mm_count != want) {
-      out.push_back({"mm_count",
-                     absl::StrFormat("mm %s: mm_count is %d, expected %d = (mm_users > 0: %d) + "
-                                     "lazy borrowers %d%s + parked rq->prev_mm %d + "
-                                     "kthread_use_mm holds %d",
-                                     MmName(slot), mm.mm_count, want, users > 0 ? 1 : 0,
-                                     lazy_refs ? lazy : 0,
-                                     borrowers.empty() || !lazy_refs
-                                         ? ""
-                                         : " (" + absl::StrJoin(borrowers, ", ") + ")",
-                                     lazy_refs ? parked : 0, holds)});
+      out.push_back(
+          {"mm_count",
+           absl::StrFormat(
+               "mm %s: mm_count is %d, expected %d = (mm_users > 0: %d) + "
+               "lazy borrowers %d%s + parked rq->prev_mm %d + "
+               "kthread_use_mm holds %d",
+               MmName(slot), mm.mm_count, want, users > 0 ? 1 : 0, lazy_refs ? lazy : 0,
+               borrowers.empty() || !lazy_refs ? "" : " (" + absl::StrJoin(borrowers, ", ") + ")",
+               lazy_refs ? parked : 0, holds)});
     }
     if (mm.mm_users > 0 && mm.mm_count < 1) {
       out.push_back({"mm_count", absl::StrFormat("mm %s: mm_users %d > 0 but mm_count %d",
@@ -204,21 +202,19 @@ void MmVerifier::CheckCpus(const ModelSnapshot& s, const std::vector<kvm_sregs>&
                                                 c, MmName(loaded), cpu.loaded_mm_asid,
                                                 cpu.ctxs[cpu.loaded_mm_asid].tlb_gen, mm.tlb_gen)});
     }
-    if (cpu.loaded_mm_asid >= abi::kMaxAsids ||
-        cpu.ctxs[cpu.loaded_mm_asid].ctx_id != mm.ctx_id) {
+    if (cpu.loaded_mm_asid >= abi::kMaxAsids || cpu.ctxs[cpu.loaded_mm_asid].ctx_id != mm.ctx_id) {
       out.push_back({"asid", absl::StrFormat("CPU %d: ASID %d does not hold mm %s (ctx_id %d)", c,
                                              cpu.loaded_mm_asid, MmName(loaded), mm.ctx_id)});
     }
     if (c < static_cast<int>(present.size()) && present[c]) {
-      const uint16_t pcid =
-          config_.pcid == abi::PcidMode::kHardware ? cpu.loaded_mm_asid + 1 : 0;
+      const uint16_t pcid = config_.pcid == abi::PcidMode::kHardware ? cpu.loaded_mm_asid + 1 : 0;
       const x86::Cr3 want = x86::Cr3::Make(mm.pgd_pa, pcid, false);
       const x86::Cr3 real = x86::Cr3::FromRaw(sregs[c].cr3);
       if (real.root() != want.root() || real.pcid() != want.pcid()) {
-        out.push_back({"cr3", absl::StrFormat("CPU %d: real CR3 (KVM_GET_SREGS) is %#x, but "
-                                              "loaded_mm %s needs %#x (pgd %#x, PCID %d)",
-                                              c, sregs[c].cr3, MmName(loaded), want.raw(),
-                                              mm.pgd_pa, pcid)});
+        out.push_back(
+            {"cr3", absl::StrFormat("CPU %d: real CR3 (KVM_GET_SREGS) is %#x, but "
+                                    "loaded_mm %s needs %#x (pgd %#x, PCID %d)",
+                                    c, sregs[c].cr3, MmName(loaded), want.raw(), mm.pgd_pa, pcid)});
       }
     }
   }
@@ -243,14 +239,15 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
     const std::string name = MmName(slot);
     const uint64_t* pgd = mem.Table(mm.pgd_pa);
     if (pgd == nullptr) {
-      out.push_back({"page-tables",
-                     absl::StrFormat("mm %s: pgd %#x is not a page in guest RAM", name, mm.pgd_pa)});
+      out.push_back({"page-tables", absl::StrFormat("mm %s: pgd %#x is not a page in guest RAM",
+                                                    name, mm.pgd_pa)});
       continue;
     }
     for (int i = abi::kFirstKernelPml4Index; i < x86::kEntriesPerTable; ++i) {
       if (pgd[i] != swapper[i]) {
-        out.push_back({"kernel-half", absl::StrFormat("mm %s: PML4 entry %d is %#x, init_mm has %#x",
-                                                      name, i, pgd[i], swapper[i])});
+        out.push_back(
+            {"kernel-half", absl::StrFormat("mm %s: PML4 entry %d is %#x, init_mm has %#x", name, i,
+                                            pgd[i], swapper[i])});
         break;
       }
     }
@@ -274,13 +271,13 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
     std::map<uint64_t, Mapping> have;
     PageTable<GuestMemory> pt(mem, mm.pgd_pa);
     PtStatus st = pt.ForEachLeaf(0, kUserHalfEnd, kWalkBudget, [&](uint64_t va, Pte e, int level) {
-      have[va] = {e.addr(), (e.raw() & Pte::kPermMask & ~Pte::kPresent) |
-                                (level > 1 ? Pte::kHuge : 0)};
+      have[va] = {e.addr(),
+                  (e.raw() & Pte::kPermMask & ~Pte::kPresent) | (level > 1 ? Pte::kHuge : 0)};
       return true;
     });
     if (st != PtStatus::kOk) {
-      out.push_back({"page-tables", absl::StrFormat("mm %s: walking the user half: %s", name,
-                                                    PtStatusName(st))});
+      out.push_back({"page-tables",
+                     absl::StrFormat("mm %s: walking the user half: %s", name, PtStatusName(st))});
       continue;
     }
     size_t reported = 0;
@@ -295,8 +292,8 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
       } else if (it->second.pa != m.pa || it->second.perms != m.perms) {
         out.push_back({"mapping", absl::StrFormat("mm %s: va %#x maps pa %#x (%s), its list says "
                                                   "pa %#x (%s)",
-                                                  name, va, it->second.pa,
-                                                  Perms(it->second.perms), m.pa, Perms(m.perms))});
+                                                  name, va, it->second.pa, Perms(it->second.perms),
+                                                  m.pa, Perms(m.perms))});
         ++reported;
       }
     }
@@ -345,12 +342,11 @@ std::vector<Violation> MmVerifier::Evaluate(const HostCheck& check, const ModelS
     const bool mode_off = config_.lazy == abi::LazyMode::kOff;
     if ((*check.only_lazy_tlb && !mode_on) || (!*check.only_lazy_tlb && !mode_off)) return out;
   }
-  const std::string where =
-      absl::StrFormat("step %d (%s)", check.step_index,
-                      check.step_index >= 0 &&
-                              check.step_index < static_cast<int>(scenario_.step_ops.size())
-                          ? scenario_.step_ops[check.step_index]
-                          : "final");
+  const std::string where = absl::StrFormat(
+      "step %d (%s)", check.step_index,
+      check.step_index >= 0 && check.step_index < static_cast<int>(scenario_.step_ops.size())
+          ? scenario_.step_ops[check.step_index]
+          : "final");
   auto fail = [&](std::string msg) {
     out.push_back({"check", where + ": " + msg, check.step_index});
   };
@@ -372,7 +368,8 @@ std::vector<Violation> MmVerifier::Evaluate(const HostCheck& check, const ModelS
       for (int i = 0; i < static_cast<int>(names.size()); ++i) {
         if (names[i] != name) continue;
         const uint64_t got = CounterValue(c, i);
-        if (got != value) fail(absl::StrFormat("%s %s is %d, expected %d", scope, name, got, value));
+        if (got != value)
+          fail(absl::StrFormat("%s %s is %d, expected %d", scope, name, got, value));
       }
     }
     return out;

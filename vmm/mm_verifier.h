@@ -51,8 +51,7 @@ class MmVerifier {
   void CheckRefcounts(const ModelSnapshot& s, std::vector<Violation>& out) const;
   void CheckCpus(const ModelSnapshot& s, const std::vector<kvm_sregs>& sregs,
                  const std::vector<bool>& present, std::vector<Violation>& out) const;
-  void CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
-                       std::vector<Violation>& out) const;
+  void CheckPageTables(GuestMemory& mem, const ModelSnapshot& s, std::vector<Violation>& out) const;
 
   const Scenario& scenario_;
   const GuestImage& image_;

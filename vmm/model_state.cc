@@ -33,9 +33,15 @@ absl::StatusOr<ModelSnapshot> ReadModel(const GuestMemory& mem, int cpus, int nu
     MmView& v = s.mms[i];
     v.pa = slots[i].pa;
     switch (slots[i].state) {
-      case static_cast<uint32_t>(abi::SlotState::kUnused): v.state = abi::SlotState::kUnused; break;
-      case static_cast<uint32_t>(abi::SlotState::kLive): v.state = abi::SlotState::kLive; break;
-      case static_cast<uint32_t>(abi::SlotState::kFreed): v.state = abi::SlotState::kFreed; break;
+      case static_cast<uint32_t>(abi::SlotState::kUnused):
+        v.state = abi::SlotState::kUnused;
+        break;
+      case static_cast<uint32_t>(abi::SlotState::kLive):
+        v.state = abi::SlotState::kLive;
+        break;
+      case static_cast<uint32_t>(abi::SlotState::kFreed):
+        v.state = abi::SlotState::kFreed;
+        break;
       default:
         s.problems.push_back(absl::StrFormat("mm slot %d has state %d", i, slots[i].state));
         continue;
@@ -43,19 +49,18 @@ absl::StatusOr<ModelSnapshot> ReadModel(const GuestMemory& mem, int cpus, int nu
     if (v.state != abi::SlotState::kLive) continue;
     absl::StatusOr<abi::MmStruct> mm = mem.Read<abi::MmStruct>(v.pa);
     if (!mm.ok()) {
-      s.problems.push_back(absl::StrFormat("mm slot %d: mm_struct at %#x: %s", i, v.pa,
-                                           mm.status().message()));
+      s.problems.push_back(
+          absl::StrFormat("mm slot %d: mm_struct at %#x: %s", i, v.pa, mm.status().message()));
       continue;
     }
     if (mm->magic != abi::kMmMagic) {
-      s.problems.push_back(absl::StrFormat("mm slot %d: mm_struct at %#x has magic %#x", i,
-                                           v.pa, mm->magic));
+      s.problems.push_back(
+          absl::StrFormat("mm slot %d: mm_struct at %#x has magic %#x", i, v.pa, mm->magic));
       continue;
     }
     if (mm->nr_pages > abi::kMaxUserPages) {
-      s.problems.push_back(
-          absl::StrFormat("mm slot %d: nr_pages %d exceeds %d", i, mm->nr_pages,
-                          abi::kMaxUserPages));
+      s.problems.push_back(absl::StrFormat("mm slot %d: nr_pages %d exceeds %d", i, mm->nr_pages,
+                                           abi::kMaxUserPages));
       mm->nr_pages = abi::kMaxUserPages;
     }
     v.mm = *mm;

@@ -90,18 +90,28 @@ std::string FormatRunReport(const ScenarioReport& r, const std::string& host) {
   out += fmt::format("steps: {}/{} executed in {:.2f} s\n", r.steps_done, r.steps_total,
                      r.run.seconds);
   if (!r.mms.empty()) {
-    out += "mms at the end:";
+    // Live mms by name; freed ones only counted (a stress run frees thousands).
+    constexpr size_t kMaxListed = 12;
+    std::string live;
+    size_t listed = 0, live_count = 0, freed = 0;
     for (const MmReport& m : r.mms) {
-      out += m.freed ? fmt::format(" {} (freed)", m.name)
-                     : fmt::format(" {} (users {}, count {})", m.name, m.mm_users, m.mm_count);
+      if (m.freed) {
+        ++freed;
+        continue;
+      }
+      ++live_count;
+      if (listed++ < kMaxListed) {
+        live += fmt::format(" {} (users {}, count {})", m.name, m.mm_users, m.mm_count);
+      }
     }
-    out += "\n";
+    if (live_count > kMaxListed) live += fmt::format(" and {} more", live_count - kMaxListed);
+    out += fmt::format("mms at the end:{}{}; {} freed\n", live, live.empty() ? " none live" : "",
+                       freed);
   }
   return out + Verdict(r);
 }
 
-std::string FormatComparison(const std::vector<ScenarioReport>& reports,
-                             const std::string& host) {
+std::string FormatComparison(const std::vector<ScenarioReport>& reports, const std::string& host) {
   if (reports.empty()) return "";
   const ScenarioReport& base = reports.back();  // lazy TLB off: the baseline
   std::string out = fmt::format("activemm compare: scenario '{}', {} CPUs, PCID {}; {}\n",
@@ -114,7 +124,8 @@ std::string FormatComparison(const std::vector<ScenarioReport>& reports,
   const std::vector<std::string>& names = MmCounterNames();
   for (int i = 0; i < static_cast<int>(names.size()); ++i) {
     out += fmt::format("{:<26}", names[i]);
-    for (const ScenarioReport& r : reports) out += fmt::format(" {:>12}", CounterValue(r.totals, i));
+    for (const ScenarioReport& r : reports)
+      out += fmt::format(" {:>12}", CounterValue(r.totals, i));
     const int64_t on = static_cast<int64_t>(CounterValue(reports.front().totals, i));
     const int64_t off = static_cast<int64_t>(CounterValue(base.totals, i));
     std::string saved;
@@ -174,8 +185,8 @@ nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports) {
     nlohmann::json saved = nlohmann::json::object();
     const std::vector<std::string>& names = MmCounterNames();
     for (int i = 0; i < static_cast<int>(names.size()); ++i) {
-      saved[names[i]] = static_cast<int64_t>(CounterValue(off, i)) -
-                        static_cast<int64_t>(CounterValue(on, i));
+      saved[names[i]] =
+          static_cast<int64_t>(CounterValue(off, i)) - static_cast<int64_t>(CounterValue(on, i));
     }
     j["saved"] = saved;
   }

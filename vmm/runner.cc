@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 

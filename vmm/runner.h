@@ -48,8 +48,8 @@ using CheckpointHandler = std::function<absl::Status(const CheckpointView&)>;
 // A verification point requested by one vCPU (the kVerify hypercall): the host has paused every
 // other vCPU out of the guest, so all of guest memory is quiet and every CR3 is at hand.
 struct VerifyView {
-  uint64_t check;        // the guest's arg[0]
-  uint64_t step_index;   // the guest's arg[1]
+  uint64_t check;       // the guest's arg[0]
+  uint64_t step_index;  // the guest's arg[1]
   int caller_cpu;
   GuestMemory& memory;
   const std::vector<kvm_sregs>& sregs;  // per vCPU

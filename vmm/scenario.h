@@ -25,7 +25,7 @@ const std::vector<std::string>& MmCounterNames();
 struct HostCheck {
   enum class Kind { kCheck, kCounters, kCheckpoint, kFinal };
   Kind kind = Kind::kCheckpoint;
-  int step_index = -1;               // index in the file's steps (-1 for kFinal)
+  int step_index = -1;                // index in the file's steps (-1 for kFinal)
   std::optional<bool> only_lazy_tlb;  // "lazy_tlb": the check applies only in that mode
 
   // kCheck: exactly one of mm_slot / task is set.
@@ -56,7 +56,7 @@ struct Scenario {
 };
 
 struct CompileOptions {
-  std::optional<int> cpus;   // --cpus: overrides the file's "cpus" (must cover every CPU used)
+  std::optional<int> cpus;  // --cpus: overrides the file's "cpus" (must cover every CPU used)
   bool verify_every_step = false;  // --verify=every-step: kStepVerifyAfter on every model step
 };
 

@@ -32,18 +32,24 @@ absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRun
 
 const char* LazyModeName(abi::LazyMode m) {
   switch (m) {
-    case abi::LazyMode::kOn: return "on";
-    case abi::LazyMode::kOff: return "off";
-    case abi::LazyMode::kShootdown: return "shootdown";
+    case abi::LazyMode::kOn:
+      return "on";
+    case abi::LazyMode::kOff:
+      return "off";
+    case abi::LazyMode::kShootdown:
+      return "shootdown";
   }
   return "?";
 }
 
 const char* PcidModeName(abi::PcidMode m) {
   switch (m) {
-    case abi::PcidMode::kOff: return "off";
-    case abi::PcidMode::kModeled: return "modeled";
-    case abi::PcidMode::kHardware: return "hardware";
+    case abi::PcidMode::kOff:
+      return "off";
+    case abi::PcidMode::kModeled:
+      return "modeled";
+    case abi::PcidMode::kHardware:
+      return "hardware";
   }
   return "?";
 }
@@ -97,14 +103,14 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
     int step = v.step_index < sc.step_ops.size() ? static_cast<int>(v.step_index) : -1;
     if (v.check != kVerifyOnly) {
       if (v.check >= sc.checks.size()) {
-        return absl::DataLossError(absl::StrFormat("the guest asked for check %d of %d", v.check,
-                                                   sc.checks.size()));
+        return absl::DataLossError(
+            absl::StrFormat("the guest asked for check %d of %d", v.check, sc.checks.size()));
       }
       const HostCheck& check = sc.checks[v.check];
       step = check.step_index;
-      const bool applies = !check.only_lazy_tlb.has_value() ||
-                           (*check.only_lazy_tlb ? o.lazy == abi::LazyMode::kOn
-                                                 : o.lazy == abi::LazyMode::kOff);
+      const bool applies =
+          !check.only_lazy_tlb.has_value() ||
+          (*check.only_lazy_tlb ? o.lazy == abi::LazyMode::kOn : o.lazy == abi::LazyMode::kOff);
       if ((check.kind == HostCheck::Kind::kCheck || check.kind == HostCheck::Kind::kCounters) &&
           applies) {
         std::vector<Violation> failed = verifier->Evaluate(check, *snap);
@@ -119,10 +125,11 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
     std::vector<Violation> broken = verifier->VerifyAll(v.memory, *snap, v.sregs, v.present);
     if (broken.empty()) return absl::OkStatus();
     for (Violation& b : broken) b.step_index = step;
-    const std::string first = absl::StrFormat(
-        "%s: [%s] %s", step >= 0 ? absl::StrFormat("after step %d (%s)", step, sc.step_ops[step])
-                                 : std::string("at the end"),
-        broken[0].rule, broken[0].message);
+    const std::string first =
+        absl::StrFormat("%s: [%s] %s",
+                        step >= 0 ? absl::StrFormat("after step %d (%s)", step, sc.step_ops[step])
+                                  : std::string("at the end"),
+                        broken[0].rule, broken[0].message);
     report.violations.insert(report.violations.end(), broken.begin(), broken.end());
     // Later state is built on a broken one: stop here, where the report is exact.
     return absl::FailedPreconditionError(first);

@@ -45,7 +45,7 @@ struct ScenarioReport {
   int checks_failed = 0;
   std::vector<Violation> violations;  // invariant violations and failed checks
   std::vector<MmReport> mms;
-  RunResult run;                      // how the guest run ended
+  RunResult run;  // how the guest run ended
   int steps_done = 0;
   int steps_total = 0;
 

@@ -5,8 +5,10 @@ active_mm. When it execs (as the kernel's user-mode helpers do: kernel_execve), 
 gives it a new mm of its own: activate_mm() loads the new mm (a CR3 write with a new ASID and
 a flush), and since the task had no mm of its own, the mm it was borrowing is released with
 mmdrop_lazy_tlb() instead of mmput(). From then on it is a user task like any other: its exit
-goes through exit_mm(), and its mm lingers as CPU 0's lazily loaded mm (lazy TLB on) until a
-user task runs there.
+goes through exit_mm(), and its mm lingers (lazy TLB on) as the active_mm of CPU 0's idle task,
+with its lazy reference, until a user task runs there. It does not stay loaded: exit_mmap()
+flushes the whole mm with freed_tables before freeing the page tables, and CPU 0, lazy on it
+after exit_mm(), leaves it for init_mm (leave_mm).
 
 Process A runs on CPU 0, then the kernel thread K borrows A there (lazy TLB on: A stays
 loaded, mm_count 2; off: init_mm is loaded). A moves on to CPU 1. K execs on CPU 0: A's
@@ -81,13 +83,20 @@ def build():
     s.mmap("K", pages=2)
     # step 18: K exits on CPU 0 through exit_mm, like any user task.
     #   Lazy on: mmgrab_lazy_tlb(K.exec1) -> count 2 (CPU 0 lazy_grabs 2); enter_lazy_tlb
-    #   -> lazy (lazy_entries 2); mmput -> users 0: exit_mmap, mmdrop -> count 1. Then
-    #   kernel -> kernel to idle/0, which inherits K.exec1.
+    #   -> lazy (lazy_entries 2); mmput -> users 0: exit_mmap: flush_tlb_mm(K.exec1) with
+    #   freed_tables (CPU 0 shootdowns 1). Its mm_cpumask is {0}, no other CPU -> local
+    #   flush_tlb_func, as K.exec1 is CPU 0's loaded_mm: lazy -> leave_mm (CPU 0 leave_mm 1):
+    #   switch_mm_irqs_off(init_mm): CPU 0 handed out ASIDs 1 and 2 only, so slot 0 still
+    #   holds init_mm at its generation -> ASID 0, CR3 write without flush. Then mmdrop ->
+    #   count 1. Kernel -> kernel to idle/0, which inherits active_mm = K.exec1
+    #   (enter_lazy_tlb: init_mm loaded, nothing to set).
     #   Lazy off: switch_mm_irqs_off(init_mm): ASID 0 (still init_mm's: no wrap), no flush;
-    #   mmput -> users 0 -> count 0: freed. Then kernel -> kernel to idle/0.
+    #   mmput -> users 0 -> exit_mmap: flush_tlb_mm (CPU 0 shootdowns 1), mask {0}, init_mm
+    #   loaded -> nothing to flush; count 0: freed. Then kernel -> kernel to idle/0.
     s.exit("K")
-    # step 19: lazy on: idle/0's lazy reference keeps K.exec1 (and its pgd in CR3).
-    s.check("K.exec1", mm_users=0, mm_count=1, freed=False, loaded_on=[0], lazy_on=[0],
+    # step 19: lazy on: idle/0's lazy reference keeps K.exec1 alive, but CPU 0 left it for
+    #   init_mm at step 18 (leave_mm): loaded nowhere.
+    s.check("K.exec1", mm_users=0, mm_count=1, freed=False, loaded_on=[], lazy_on=[],
             lazy_tlb=True)
     s.check("K.exec1", freed=True, loaded_on=[], lazy_tlb=False)
 
@@ -95,9 +104,10 @@ def build():
     #   Lazy on: enter_lazy_tlb (CPU 1 lazy_entries 1), mmgrab_lazy_tlb(A): count 2
     #   (CPU 1 lazy_grabs 1). Lazy off: init_mm loaded on CPU 1: ASID 0, no flush.
     s.idle(1)
-    # step 22: CPU 0: idle/0 -> A, kernel -> user. CPU 0's ASID 1 still holds A at A's
-    #   tlb_gen (A never had a munmap/mprotect) -> ASID 1, CR3 write WITHOUT flush, in both
-    #   modes (loaded was K.exec1 with lazy on, init_mm with lazy off).
+    # step 22: CPU 0: idle/0 -> A, kernel -> user. Loaded is init_mm in both modes (lazy on
+    #   since step 18's leave_mm), != A: a normal mm switch. CPU 0's ASID 1 still holds A at
+    #   A's tlb_gen (A never had a munmap, mprotect, fork or exit_mmap flush) -> ASID 1, CR3
+    #   write WITHOUT flush.
     #   Lazy on: rq->prev_mm = K.exec1; mmdrop_lazy_tlb -> count 0: K.exec1 is freed
     #   (CPU 0 lazy_drops 3). user_bursts: CPU 0 4.
     s.run(0, "A")
@@ -108,18 +118,22 @@ def build():
     s.check("A", mm_users=1, mm_count=1, loaded_on=[0], lazy_on=[], lazy_tlb=False)
 
     # step 26: CPU 0: switches at 2 (k->u), 3 (u->k), 18 (k->k), 22 (k->u).
-    #   Lazy on: CR3 writes 2 (flush), 11 (flush), 22 (no flush); lazy_entries/grabs at 3
-    #   and 18; lazy_drops at 2 (init_mm), 11 (A), 22 (K.exec1); bursts at 2, 11, 17, 22.
+    #   Lazy on: CR3 writes 2 (flush), 11 (flush), 18 (leave_mm to init_mm, no flush),
+    #   22 (no flush); lazy_entries/grabs at 3 and 18; lazy_drops at 2 (init_mm), 11 (A),
+    #   22 (K.exec1); bursts at 2, 11, 17, 22. Shootdowns 1 (exit_mmap at 18), no IPI
+    #   (K.exec1 was only ever on CPU 0).
     s.counters(cpu=0, lazy_tlb=True, context_switches=4, switch_kernel_to_user=2,
                switch_user_to_kernel=1, switch_kernel_to_kernel=1, switch_user_to_user=0,
-               cr3_writes=3, cr3_writes_flush=2, cr3_writes_noflush=1, invlpg=0,
-               lazy_entries=2, lazy_grabs=2, lazy_drops=3, user_bursts=4)
+               cr3_writes=4, cr3_writes_flush=2, cr3_writes_noflush=2, invlpg=0,
+               lazy_entries=2, lazy_grabs=2, lazy_drops=3, shootdowns=1, ipis_sent=0,
+               leave_mm=1, full_flushes=0, user_bursts=4)
     #   Lazy off: CR3 writes 2 (flush), 3 (no flush), 11 (flush), 18 (no flush),
-    #   22 (no flush).
+    #   22 (no flush). Shootdowns 1 (step 18), which found init_mm loaded: no leave_mm.
     s.counters(cpu=0, lazy_tlb=False, context_switches=4, switch_kernel_to_user=2,
                switch_user_to_kernel=1, switch_kernel_to_kernel=1, switch_user_to_user=0,
                cr3_writes=5, cr3_writes_flush=2, cr3_writes_noflush=3, invlpg=0,
-               lazy_entries=0, lazy_grabs=0, lazy_drops=0, user_bursts=4)
+               lazy_entries=0, lazy_grabs=0, lazy_drops=0, shootdowns=1, ipis_sent=0,
+               leave_mm=0, full_flushes=0, user_bursts=4)
     # step 28: CPU 1: switches at 8 (k->u) and 21 (u->k).
     #   Lazy on: one CR3 write (8, flush); lazy_entries/grabs at 21; lazy_drops at 8.
     s.counters(cpu=1, lazy_tlb=True, context_switches=2, switch_kernel_to_user=1,
@@ -131,15 +145,17 @@ def build():
                switch_user_to_kernel=1, cr3_writes=2, cr3_writes_flush=1,
                cr3_writes_noflush=1, lazy_entries=0, lazy_grabs=0, lazy_drops=0,
                user_bursts=1)
-    # step 30: totals (steps 26 + 28).
+    # step 30: totals (steps 26 + 28). CPU 1 had no shootdown and got no IPI.
     s.counters(lazy_tlb=True, context_switches=6, switch_kernel_to_user=3,
                switch_user_to_kernel=2, switch_kernel_to_kernel=1, switch_user_to_user=0,
-               cr3_writes=4, cr3_writes_flush=3, cr3_writes_noflush=1, lazy_entries=3,
-               lazy_grabs=3, lazy_drops=4, user_bursts=5)
+               cr3_writes=5, cr3_writes_flush=3, cr3_writes_noflush=2, lazy_entries=3,
+               lazy_grabs=3, lazy_drops=4, shootdowns=1, ipis_sent=0, ipis_received=0,
+               leave_mm=1, user_bursts=5)
     s.counters(lazy_tlb=False, context_switches=6, switch_kernel_to_user=3,
                switch_user_to_kernel=2, switch_kernel_to_kernel=1, switch_user_to_user=0,
                cr3_writes=7, cr3_writes_flush=3, cr3_writes_noflush=4, lazy_entries=0,
-               lazy_grabs=0, lazy_drops=0, user_bursts=5)
+               lazy_grabs=0, lazy_drops=0, shootdowns=1, ipis_sent=0, ipis_received=0,
+               leave_mm=0, user_bursts=5)
     return s
 
 

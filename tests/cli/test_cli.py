@@ -228,3 +228,12 @@ def test_planted_bug_fails_the_run_with_its_rule():
     r = run("run", "--inject=no-cpumask", "--verify=every-step")
     assert r.returncode == EXIT_CHECK_FAILED
     assert "[mm_cpumask]" in r.stderr
+
+
+@pytest.mark.parametrize("cpus", [2, 16])
+def test_stress_runs_a_seeded_random_scenario_with_zero_violations(cpus):
+    needs_kvm()
+    r = run("stress", f"--cpus={cpus}", "--seed=3", "--steps=300", timeout=300)
+    assert r.returncode == EXIT_OK, r.stdout + r.stderr
+    assert "steps: 302/302 executed" in r.stdout  # 300, the final checkpoint, the end
+    assert "violations: 0" in r.stdout

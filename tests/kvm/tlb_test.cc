@@ -18,8 +18,8 @@ namespace {
 using ::testing::HasSubstr;
 
 absl::StatusOr<ScenarioReport> RunJson(const Kvm& kvm, const std::string& json,
-                                   abi::MmBug bug = abi::MmBug::kNone,
-                                   abi::LazyMode lazy = abi::LazyMode::kOn) {
+                                       abi::MmBug bug = abi::MmBug::kNone,
+                                       abi::LazyMode lazy = abi::LazyMode::kOn) {
   CompileOptions co;
   co.verify_every_step = true;
   absl::StatusOr<Scenario> sc = CompileScenario(json, "test", co);
@@ -96,17 +96,20 @@ TEST_F(TlbTest, SkippingTheIpiToANonLazyCpuIsCaught) {
 // 1st, so round 2 misses every time (each eviction takes the next victim's slot): 2n flushes.
 std::string Cycle(int n) {
   std::string steps;
-  for (int i = 1; i <= n; ++i) absl::StrAppend(&steps, absl::StrFormat(R"({"op": "spawn", "task": "P%d", "pages": 1},)", i));
+  for (int i = 1; i <= n; ++i)
+    absl::StrAppend(&steps, absl::StrFormat(R"({"op": "spawn", "task": "P%d", "pages": 1},)", i));
   for (int round = 0; round < 2; ++round) {
     for (int i = 1; i <= n; ++i) {
       absl::StrAppend(&steps, absl::StrFormat(R"({"op": "run", "cpu": 0, "task": "P%d"},)", i));
     }
   }
   const int noflush = n <= 6 ? n : 0;
-  absl::StrAppend(&steps, absl::StrFormat(
-      R"({"op": "counters", "cr3_writes": %d, "cr3_writes_flush": %d, "cr3_writes_noflush": %d,
+  absl::StrAppend(
+      &steps,
+      absl::StrFormat(
+          R"({"op": "counters", "cr3_writes": %d, "cr3_writes_flush": %d, "cr3_writes_noflush": %d,
          "context_switches": %d, "switch_kernel_to_user": 1, "switch_user_to_user": %d})",
-      2 * n, 2 * n - noflush, noflush, 2 * n, 2 * n - 1));
+          2 * n, 2 * n - noflush, noflush, 2 * n, 2 * n - 1));
   return absl::StrFormat(R"({"version": 1, "name": "cycle%d", "cpus": 1, "steps": [%s]})", n,
                          steps);
 }
