@@ -93,14 +93,10 @@ bool ParseMem(std::string s, uint64_t* bytes) {
   return true;
 }
 
-bool ParseInject(const std::string& s, abi::Inject* out) {
-  static const std::pair<const char*, abi::Inject> kNames[] = {
-      {"none", abi::Inject::kNone},
-      {"kernel-fault", abi::Inject::kKernelFault},
-      {"user-fault", abi::Inject::kUserFault},
-      {"spin", abi::Inject::kSpin},
-      {"panic", abi::Inject::kPanic}};
-  for (const auto& [name, value] : kNames) {
+// Looks `s` up in a table of {name, value} pairs.
+template <typename T, size_t N>
+bool ParseName(const std::pair<const char*, T> (&names)[N], const std::string& s, T* out) {
+  for (const auto& [name, value] : names) {
     if (s == name) {
       *out = value;
       return true;
@@ -109,24 +105,42 @@ bool ParseInject(const std::string& s, abi::Inject* out) {
   return false;
 }
 
+// --mem and --timeout, shared by every command that boots a guest; "" when both are fine.
+std::string ParseMemAndTimeout(uint64_t* mem_bytes, absl::Duration* timeout) {
+  if (!ParseMem(absl::GetFlag(FLAGS_mem), mem_bytes)) {
+    return absl::StrFormat("--mem=%s: expected a size such as 256M or 1G",
+                           absl::GetFlag(FLAGS_mem));
+  }
+  const double seconds = absl::GetFlag(FLAGS_timeout);
+  if (!(seconds > 0 && seconds <= 3600)) {
+    return absl::StrFormat("--timeout=%g: expected seconds in (0, 3600]", seconds);
+  }
+  *timeout = absl::Seconds(seconds);
+  return "";
+}
+
+bool ParseInject(const std::string& s, abi::Inject* out) {
+  static const std::pair<const char*, abi::Inject> kNames[] = {
+      {"none", abi::Inject::kNone},
+      {"kernel-fault", abi::Inject::kKernelFault},
+      {"user-fault", abi::Inject::kUserFault},
+      {"spin", abi::Inject::kSpin},
+      {"panic", abi::Inject::kPanic}};
+  return ParseName(kNames, s, out);
+}
+
 int Selftest() {
   SelftestOptions opt;
   opt.vm.cpus = absl::GetFlag(FLAGS_cpus) == 0 ? 4 : absl::GetFlag(FLAGS_cpus);
   opt.vm.verbose = absl::GetFlag(FLAGS_verbose);
-  if (!ParseMem(absl::GetFlag(FLAGS_mem), &opt.vm.mem_bytes)) {
-    return UsageError(
-        absl::StrFormat("--mem=%s: expected a size such as 256M or 1G", absl::GetFlag(FLAGS_mem)));
+  if (std::string e = ParseMemAndTimeout(&opt.vm.mem_bytes, &opt.timeout); !e.empty()) {
+    return UsageError(e);
   }
   if (!ParseInject(absl::GetFlag(FLAGS_inject), &opt.vm.inject)) {
     return UsageError(
         absl::StrFormat("--inject=%s: expected none, kernel-fault, user-fault, spin or panic",
                         absl::GetFlag(FLAGS_inject)));
   }
-  double timeout = absl::GetFlag(FLAGS_timeout);
-  if (!(timeout > 0 && timeout <= 3600)) {
-    return UsageError(absl::StrFormat("--timeout=%g: expected seconds in (0, 3600]", timeout));
-  }
-  opt.timeout = absl::Seconds(timeout);
   if (opt.vm.cpus < 1 || opt.vm.cpus > static_cast<int>(abi::kMaxCpus)) {
     return UsageError(
         absl::StrFormat("--cpus=%d: must be between 1 and %d", opt.vm.cpus, abi::kMaxCpus));
@@ -161,13 +175,7 @@ bool ParseMmBug(const std::string& s, abi::MmBug* out) {
       {"skip-ipi", abi::MmBug::kSkipIpiNonLazy},
       {"no-tlb-gen-check", abi::MmBug::kNoTlbGenCheck},
       {"asid-no-flush", abi::MmBug::kAsidNoFlush}};
-  for (const auto& [name, value] : kNames) {
-    if (s == name) {
-      *out = value;
-      return true;
-    }
-  }
-  return false;
+  return ParseName(kNames, s, out);
 }
 
 // The stress generator's scenario: scripts/stress_gen.py of this source tree (or of
@@ -239,15 +247,9 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     return UsageError(
         absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids)));
   }
-  if (!ParseMem(absl::GetFlag(FLAGS_mem), &ro.mem_bytes)) {
-    return UsageError(
-        absl::StrFormat("--mem=%s: expected a size such as 256M or 1G", absl::GetFlag(FLAGS_mem)));
+  if (std::string e = ParseMemAndTimeout(&ro.mem_bytes, &ro.timeout); !e.empty()) {
+    return UsageError(e);
   }
-  double timeout = absl::GetFlag(FLAGS_timeout);
-  if (!(timeout > 0 && timeout <= 3600)) {
-    return UsageError(absl::StrFormat("--timeout=%g: expected seconds in (0, 3600]", timeout));
-  }
-  ro.timeout = absl::Seconds(timeout);
   const std::string pcid = absl::GetFlag(FLAGS_pcid);
   if (pcid == "auto") {
     ro.pcid = abi::PcidMode::kModeled;  // refined once /dev/kvm is open
