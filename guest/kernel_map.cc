@@ -36,11 +36,24 @@ uint64_t BuildSwapperPgd(uint64_t mem_bytes, uint64_t image_end_pa) {
 }
 
 uint64_t AllocPgdWithKernelHalf(uint64_t swapper_pgd_pa) {
+  // init_mm's kernel half uses only a few of its 256 top-level entries (direct map, image) and
+  // never changes after boot, so those are found once and copied alone: a loop over all 256
+  // costs over a thousand emulated instructions on every mm creation on the CI machines. The
+  // rest of a fresh page is already zero.
+  static constinit int present[abi::kFirstKernelPml4Index] = {};
+  static constinit int num_present = -1;
+  const auto* src = static_cast<const uint64_t*>(PhysToVirt(swapper_pgd_pa));
+  if (__atomic_load_n(&num_present, __ATOMIC_ACQUIRE) < 0) {
+    int n = 0;
+    for (int i = abi::kFirstKernelPml4Index; i < x86::kEntriesPerTable; ++i) {
+      if (src[i] != 0) present[n++] = i;
+    }
+    __atomic_store_n(&num_present, n, __ATOMIC_RELEASE);  // idempotent if CPUs race here
+  }
   uint64_t pgd = AllocPage();
   if (pgd == 0) return 0;
   auto* dst = static_cast<uint64_t*>(PhysToVirt(pgd));
-  const auto* src = static_cast<const uint64_t*>(PhysToVirt(swapper_pgd_pa));
-  for (int i = abi::kFirstKernelPml4Index; i < x86::kEntriesPerTable; ++i) dst[i] = src[i];
+  for (int k = 0; k < num_present; ++k) dst[present[k]] = src[present[k]];
   return pgd;
 }
 

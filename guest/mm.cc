@@ -27,13 +27,27 @@ constinit uint64_t last_ctx_id = 1;
 
 uint64_t DataVa(uint32_t i) { return abi::kUserDataVa + uint64_t{i} * x86::kPageSize; }
 
-PageTable<DirectMapMem> Tables(const MmStruct* mm) {
-  static DirectMapMem mem;
-  return PageTable<DirectMapMem>(mem, mm->pgd_pa);
-}
+// Table pages of an mm's user half come from the page allocator and are recorded in the mm.
+struct MmTableMem {
+  MmStruct* mm;
+  uint64_t* Table(uint64_t pa) { return static_cast<uint64_t*>(PhysToVirt(pa)); }
+  uint64_t AllocTable() {
+    GUEST_CHECK_VALUES(mm->nr_tables < abi::kMaxMmTables, 1, uint64_t{mm->nr_tables});
+    uint64_t pa = AllocPage();
+    if (pa != 0) mm->tables[mm->nr_tables++] = pa;
+    return pa;
+  }
+};
+
+struct MmTables {
+  MmTableMem mem;
+  PageTable<MmTableMem> pt;
+  explicit MmTables(MmStruct* mm) : mem{mm}, pt(mem, mm->pgd_pa) {}
+};
 
 void MapOrPanic(MmStruct* mm, uint64_t va, uint64_t pa, uint64_t flags) {
-  PtStatus s = Tables(mm).Map(va, pa, flags);
+  MmTables t(mm);
+  PtStatus s = t.pt.Map(va, pa, flags);
   GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, va, static_cast<uint64_t>(s));
 }
 
@@ -60,6 +74,7 @@ MmStruct* NewMm(int32_t slot) {
   mm->cpumask = 0;
   mm->nr_pages = 0;
   mm->generation = 0;
+  mm->nr_tables = 0;
   uint64_t text_pa = reinterpret_cast<uint64_t>(__user_text_start) - abi::kKernelTextBase;
   uint64_t text_size = static_cast<uint64_t>(__user_text_end - __user_text_start);
   for (uint64_t off = 0; off < text_size; off += x86::kPageSize) {
@@ -93,39 +108,16 @@ bool Mapped(const abi::UserPage& p) {
   return p.state == static_cast<uint32_t>(abi::PageState::kMapped);
 }
 
-// Frees the page-table pages below a detached user-half table of `level` (free_pgtables());
-// the pgd itself lives until __mmdrop, so a CPU still lazily on this mm keeps a valid kernel
-// half.
-void FreeUserTables(uint64_t table_pa, int level) {
-  auto* t = static_cast<uint64_t*>(PhysToVirt(table_pa));
-  for (int i = 0; i < x86::kEntriesPerTable; ++i) {
-    Pte e(t[i]);
-    if (!e.present()) continue;
-    if (level > 2) FreeUserTables(e.addr(), level - 1);
-    if (level > 1) FreePage(e.addr());  // a table page (leaf data pages are freed by owner)
-    t[i] = 0;
-  }
-}
-
 // __mmput -> exit_mmap: tear down the user address space. The order is Linux's mmu_gather:
 // detach the user half, flush every CPU that may hold translations or cached walks of it
 // (freed_tables: lazy CPUs included, they leave the mm), and only then free the pages. Freed
 // first, a page-table page could be reused while another CPU's walker still read it.
 void exit_mmap(int32_t slot) {
   MmStruct* mm = Mm(slot);
-  auto* pgd = static_cast<uint64_t*>(PhysToVirt(mm->pgd_pa));
-  uint64_t user_half[abi::kFirstKernelPml4Index];
-  for (int i = 0; i < abi::kFirstKernelPml4Index; ++i) {
-    user_half[i] = pgd[i];
-    pgd[i] = 0;
-  }
+  memset(PhysToVirt(mm->pgd_pa), 0, abi::kFirstKernelPml4Index * sizeof(uint64_t));
   flush_tlb_mm(slot);
-  for (int i = 0; i < abi::kFirstKernelPml4Index; ++i) {
-    Pte e(user_half[i]);
-    if (!e.present()) continue;
-    FreeUserTables(e.addr(), 3);
-    FreePage(e.addr());
-  }
+  for (uint32_t i = 0; i < mm->nr_tables; ++i) FreePage(mm->tables[i]);
+  mm->nr_tables = 0;
   for (uint32_t i = 0; i < mm->nr_pages; ++i) {
     if (Mapped(mm->pages[i])) FreePage(mm->pages[i].pa);
   }
@@ -240,7 +232,8 @@ void do_munmap(int32_t slot, uint32_t pages) {
     if (!Mapped(p)) continue;
     if (!Bug(abi::MmBug::kMunmapKeepsPte)) {
       Pte old;
-      PtStatus s = Tables(mm).Unmap(p.va, &old);
+      MmTables t(mm);
+      PtStatus s = t.pt.Unmap(p.va, &old);
       GUEST_CHECK_VALUES(s == PtStatus::kOk && old.addr() == p.pa, 2, p.va,
                          static_cast<uint64_t>(s));
     }
@@ -268,7 +261,8 @@ void do_mprotect(int32_t slot, uint32_t pages, uint32_t prot) {
     if (!Mapped(p)) continue;
     Pte old;
     bool writable = prot & abi::kPageWritable;
-    PtStatus s = Tables(mm).SetLeafFlags(p.va, writable ? Pte::kWritable : 0,
+    MmTables t(mm);
+    PtStatus s = t.pt.SetLeafFlags(p.va, writable ? Pte::kWritable : 0,
                                          writable ? 0 : Pte::kWritable, &old);
     GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, p.va, static_cast<uint64_t>(s));
     p.prot = prot;

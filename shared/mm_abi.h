@@ -23,6 +23,7 @@ inline constexpr uint32_t kMaxMms = 4096;
 inline constexpr uint32_t kMaxTasks = 4096;
 inline constexpr uint32_t kMaxUserPages = 64;  // data pages an mm can have mapped or probed
 inline constexpr uint32_t kMaxAsids = 16;      // TLB_NR_DYN_ASIDS is 6 by default
+inline constexpr uint32_t kMaxMmTables = 16;   // page-table pages below an mm's pgd
 inline constexpr uint32_t kDefaultAsids = 6;
 
 // ---- mm_struct ----------------------------------------------------------------------------------
@@ -57,9 +58,15 @@ struct MmStruct {
   uint32_t nr_pages;    // entries used in pages[]
   uint32_t generation;  // ring-3 bursts run on this mm (part of every page tag)
   UserPage pages[kMaxUserPages];
+  // The page-table pages below pgd (PDPTs, PDs, PTs of the user half), so exit_mmap frees them
+  // without scanning 512-entry tables: each scanned entry is an emulated instruction or more.
+  uint32_t nr_tables;
+  uint32_t reserved;
+  uint64_t tables[kMaxMmTables];
 };
 static_assert(offsetof(MmStruct, pgd_pa) == 16);
 static_assert(offsetof(MmStruct, pages) == 72);
+static_assert(offsetof(MmStruct, tables) == 72 + 32 * kMaxUserPages + 8);
 static_assert(sizeof(MmStruct) <= 4096);
 
 enum class SlotState : uint32_t { kUnused = 0, kLive = 1, kFreed = 2 };
