@@ -38,6 +38,11 @@ struct PerCpu {
   abi::CpuMailbox* mailbox;
   uint32_t ipis_received;  // atomic: the IPI handler increments it
   uint32_t cur_step;       // the scenario step this CPU is executing
+  // In a parallel block: the next step of the block to look at (0 when in none), the block's
+  // end, and the last block this CPU has finished its part of.
+  uint32_t par_next;
+  uint32_t par_end;
+  uint32_t par_done;
   int32_t switch_prev;     // the task context_switch switched away from (for finish_task_switch)
   // TLB shootdown (guest/tlb.cc): what this CPU asks others to flush, the CPUs that still owe
   // it an acknowledgement, and the initiators whose requests this CPU has to handle.

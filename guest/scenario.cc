@@ -15,6 +15,7 @@ constinit const abi::ScenarioHeader* header = nullptr;
 constinit const abi::Step* steps = nullptr;
 constinit uint32_t next_step = 0;  // the step to execute next; written by the CPU that ran the last
 constinit abi::MmDirectory* directory = nullptr;
+constinit uint32_t block_finished = 0;  // CPUs done with the current parallel block (atomic)
 
 // A check index the host reads as "no check of the file, just a full verification".
 constexpr uint64_t kVerifyOnly = ~uint64_t{0};
@@ -94,42 +95,94 @@ void ExecuteStep(const abi::Step& s) {
     case abi::StepOp::kVerify:
       Verify(s.arg, s.index);
       return;
+    case abi::StepOp::kParallel:
+      break;  // handled by the step loop, never executed as a step
   }
   Panic(__FILE__, __LINE__, "unknown step op", 2, uint64_t{s.op}, uint64_t{s.index});
+}
+
+// Hands the program on to step `next`: publishes it and wakes the CPU(s) that execute it.
+void Advance(uint32_t next) {
+  directory->steps_done = next;
+  // Release: the next CPU must see everything this step wrote before it sees the step index.
+  __atomic_store_n(&next_step, next, __ATOMIC_RELEASE);
+  const uint32_t me = this_cpu()->cpu;
+  const bool everyone =
+      next >= header->num_steps || steps[next].op == static_cast<uint32_t>(abi::StepOp::kParallel);
+  if (everyone) {
+    for (uint32_t c = 0; c < boot_params->num_cpus; ++c) {
+      if (c != me) Kick(c);
+    }
+  } else if (steps[next].cpu != me) {
+    Kick(steps[next].cpu);
+  }
 }
 
 // Completes the step this CPU is executing. Called after ExecuteStep returns, which may be in
 // another task's frame (the one a run step switched to), so the step comes from per-CPU state.
 void FinishStep() {
-  const uint32_t i = this_cpu()->cur_step;
+  PerCpu* self = this_cpu();
+  if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
+  const uint32_t i = self->cur_step;
   const abi::Step& s = steps[i];
   if (s.flags & abi::kStepVerifyAfter) Verify(kVerifyOnly, s.index);
-  directory->steps_done = i + 1;
-  // Release: the next CPU must see everything this step wrote before it sees the step index.
-  __atomic_store_n(&next_step, i + 1, __ATOMIC_RELEASE);
-  const uint32_t me = this_cpu()->cpu;
-  if (i + 1 >= header->num_steps) {
-    for (uint32_t c = 0; c < boot_params->num_cpus; ++c) {
-      if (c != me) Kick(c);
-    }
-  } else if (steps[i + 1].cpu != me) {
-    Kick(steps[i + 1].cpu);
+  Advance(i + 1);
+}
+
+// This CPU's next step in the parallel block it is in, or its exit from the block: the last CPU
+// to finish verifies (if asked) and moves the program past the block.
+void ContinueParallel() {
+  PerCpu* self = this_cpu();
+  for (uint32_t j = self->par_next; j < self->par_end; ++j) {
+    if (steps[j].cpu != self->cpu) continue;
+    self->par_next = j + 1;
+    self->cur_step = j;
+    ExecuteStep(steps[j]);
+    FinishStep();
+    return;
+  }
+  const uint32_t block = self->par_done;
+  const uint32_t end = self->par_end;
+  self->par_next = 0;
+  self->par_end = 0;
+  if (__atomic_add_fetch(&block_finished, 1, __ATOMIC_ACQ_REL) == boot_params->num_cpus) {
+    __atomic_store_n(&block_finished, 0, __ATOMIC_RELAXED);
+    const abi::Step& p = steps[block];
+    if (p.flags & abi::kStepVerifyAfter) Verify(kVerifyOnly, p.index);
+    Advance(end);
   }
 }
 
 [[noreturn]] void StepLoop() {
   for (;;) {
     Cli();
+    PerCpu* self = this_cpu();
+    if (self->par_next != 0) {
+      ContinueParallel();
+      continue;
+    }
     const uint32_t i = __atomic_load_n(&next_step, __ATOMIC_ACQUIRE);
     if (i >= header->num_steps) Done(0);
-    if (steps[i].cpu != this_cpu()->cpu) {
+    const abi::Step& s = steps[i];
+    if (s.op == static_cast<uint32_t>(abi::StepOp::kParallel)) {
+      if (self->par_done == i) {  // this CPU's part is done; the others are still at it
+        SafeHaltThenCli();
+        continue;
+      }
+      GUEST_CHECK_VALUES(s.arg <= header->num_steps - i - 1, 2, uint64_t{i}, uint64_t{s.arg});
+      self->par_done = i;
+      self->par_next = i + 1;
+      self->par_end = i + 1 + s.arg;
+      continue;
+    }
+    if (s.cpu != self->cpu) {
       // The kick may come between the load above and the halt: it stays pending (interrupts
       // are off) and the atomic sti;hlt wakes at once.
       SafeHaltThenCli();
       continue;
     }
-    this_cpu()->cur_step = i;
-    ExecuteStep(steps[i]);
+    self->cur_step = i;
+    ExecuteStep(s);
     FinishStep();
   }
 }
@@ -166,6 +219,7 @@ void RunScenario() {
   // Every CPU needs the configuration and init_mm before it sets up its own state.
   Checkpoint(abi::kCheckpointModelReady);
   this_cpu()->apic_id = ApicInit();
+  this_cpu()->par_done = ~0u;
   sched_init_cpu();
   initialize_tlbstate();
   Checkpoint(abi::kCheckpointModelReady + 1);

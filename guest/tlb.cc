@@ -87,6 +87,11 @@ void switch_mm_irqs_off(int32_t next) {
     if (rq->ctxs[prev_asid].tlb_gen == next_tlb_gen) return;
     ns = {prev_asid, true};
   } else {
+    // While CR3, loaded_mm and mm_cpumask disagree, a flusher must assume the worst:
+    // should_flush_tlb IPIs a CPU whose loaded_mm reads LOADED_MM_SWITCHING. Without it, a
+    // flusher could see our new mask bit but the old loaded_mm, skip the IPI, and we could load
+    // the mm at a generation it has already left behind.
+    __atomic_store_n(&rq->loaded_mm, abi::kLoadedMmSwitching, __ATOMIC_SEQ_CST);
     // Join mm_cpumask before reading tlb_gen. The race: a concurrent flush_tlb_mm_range
     // increments tlb_gen and then reads mm_cpumask. With this order either it sees our bit (and
     // IPIs us) or we read its new tlb_gen (and flush), never neither. init_mm is never flushed
@@ -162,7 +167,8 @@ bool should_flush_tlb(uint32_t cpu, const PerCpu::FlushInfo& f) {
   const CpuMmState& rq = cpu_mm[cpu];
   if (f.freed_tables) return true;
   if (__atomic_load_n(&rq.is_lazy, __ATOMIC_SEQ_CST)) return false;
-  return __atomic_load_n(&rq.loaded_mm, __ATOMIC_SEQ_CST) == f.mm;
+  const int32_t loaded = __atomic_load_n(&rq.loaded_mm, __ATOMIC_SEQ_CST);
+  return loaded == f.mm || loaded == abi::kLoadedMmSwitching;
 }
 
 }  // namespace

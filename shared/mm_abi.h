@@ -18,6 +18,9 @@ inline constexpr int32_t kNoMm = -1;
 inline constexpr int32_t kInitMm = 0;  // slot 0 is init_mm, never freed
 inline constexpr int32_t kNoTask = -1;
 inline constexpr int32_t kNoCpu = -1;
+// cpu_tlbstate.loaded_mm while switch_mm_irqs_off changes it (LOADED_MM_SWITCHING): never seen
+// at a quiet point.
+inline constexpr int32_t kLoadedMmSwitching = -2;
 
 inline constexpr uint32_t kMaxMms = 4096;
 inline constexpr uint32_t kMaxTasks = 4096;
@@ -166,6 +169,8 @@ enum class StepOp : uint32_t {
   kMunmap = 12,    // task (current), pages
   kMprotect = 13,  // task (current), pages, prot
   kVerify = 14,    // a host verification point: arg = index into the host's check list
+  kParallel = 15,  // arg = N: the next N steps run concurrently, each on its CPU, in order per
+                   // CPU; every CPU joins, and the program goes on when all have finished
 };
 
 inline constexpr uint32_t kStepVerifyAfter = 1;  // the host verifies after this step

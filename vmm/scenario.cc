@@ -283,9 +283,13 @@ class Compiler {
     if (op == "check") return Check(step);
     if (op == "counters") return Counters(step);
     if (op == "checkpoint") return Checkpoint(step);
+    if (op == "parallel") {
+      if (block_cpu_ >= 0) return Invalid("a parallel block cannot contain another");
+      return Parallel(step);
+    }
     return Invalid(absl::StrFormat(
         "unknown op %s (ops: spawn, clone_vm, fork, kthread, run, idle, exec, exit, use_mm, "
-        "unuse_mm, mmap, munmap, mprotect, check, counters, checkpoint)",
+        "unuse_mm, mmap, munmap, mprotect, check, counters, checkpoint, parallel)",
         Quote(op)));
   }
 
@@ -310,7 +314,7 @@ class Compiler {
     int n = static_cast<int>(pages.value_or(kDefaultSpawnPages));
     SCENARIO_ASSIGN_OR_RETURN(int32_t mm, NewMm(name, n, n));
     int32_t task = NewTask(name, /*kthread=*/false, mm);
-    abi::Step s = ModelStep(abi::StepOp::kSpawn, cpu.value_or(0), task);
+    abi::Step s = ModelStep(abi::StepOp::kSpawn, cpu.value_or(ExecCpu(0)), task);
     s.mm = mm;
     s.pages = static_cast<uint32_t>(n);
     Emit(s);
@@ -331,7 +335,7 @@ class Compiler {
     }
     SCENARIO_RETURN_IF_ERROR(CheckNewTaskName(name));
     int32_t parent_mm = p.mm;
-    int cpu = p.on_cpu >= 0 ? p.on_cpu : 0;
+    int cpu = p.on_cpu >= 0 ? p.on_cpu : ExecCpu(0);
     abi::Step s{};
     if (fork) {
       // dup_mm copies every entry, unmapped ones included (they stay listed in the child too).
@@ -352,7 +356,7 @@ class Compiler {
     SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "task"}, "kthread"));
     SCENARIO_ASSIGN_OR_RETURN(std::string name, RequiredName(step, "task"));
     SCENARIO_RETURN_IF_ERROR(CheckNewTaskName(name));
-    Emit(ModelStep(abi::StepOp::kKthread, 0, NewTask(name, /*kthread=*/true, abi::kNoMm)));
+    Emit(ModelStep(abi::StepOp::kKthread, ExecCpu(0), NewTask(name, /*kthread=*/true, abi::kNoMm)));
     return absl::OkStatus();
   }
 
@@ -533,6 +537,120 @@ class Compiler {
     Emit(s);
     return absl::OkStatus();
   }
+
+  // ---- concurrency ----
+
+  // {"op": "parallel", "steps": {"0": [...], "1": [...]}}: each CPU's list runs on that CPU,
+  // concurrently with the others. So that every interleaving is valid and the outcome does not
+  // depend on it, the lists must be independent: no task appears in two lists (as the task,
+  // the parent, or the task a list switches away from), and no user mm is touched by two lists
+  // (owned by a task a list names, created, execed, exited, used or unused, or changed by
+  // mmap/munmap/mprotect/fork). Concurrency stays where Linux has it: lazy borrowing and flush
+  // IPIs on mms loaded from before the block, shared refcounts (init_mm), the page allocator.
+  absl::Status Parallel(const json& step) {
+    SCENARIO_RETURN_IF_ERROR(CheckFields(step, {"op", "steps"}, "parallel"));
+    auto lists_it = step.find("steps");
+    if (lists_it == step.end()) return Invalid("missing field 'steps'");
+    if (!lists_it->is_object() || lists_it->empty()) {
+      return Invalid(
+          absl::StrFormat("field 'steps' must be a non-empty object of per-CPU step lists, got %s",
+                          Describe(*lists_it)));
+    }
+    const int parallel_index = index_;
+    abi::Step head = ModelStep(abi::StepOp::kParallel, 0, abi::kNoTask);
+    const size_t head_pos = out_.program.size();
+    Emit(head);
+    std::map<int32_t, int> task_owner;  // task -> list CPU
+    std::map<int32_t, int> mm_owner;    // user mm -> list CPU
+    auto claim = [&](auto& owner, int32_t what, int cpu, const std::string& kind,
+                     const std::string& name) -> absl::Status {
+      auto [it, inserted] = owner.emplace(what, cpu);
+      if (!inserted && it->second != cpu) {
+        return Invalid(absl::StrFormat(
+            "%s %s is used by the lists of CPU %d and CPU %d: parallel lists must be "
+            "independent",
+            kind, Quote(name), it->second, cpu));
+      }
+      return absl::OkStatus();
+    };
+    for (const auto& [key, list] : lists_it->items()) {
+      int cpu = -1;
+      if (!absl::SimpleAtoi(key, &cpu) || cpu < 0 || cpu >= out_.cpus) {
+        return Invalid(absl::StrFormat("parallel list key %s is not a CPU number (0..%d)",
+                                       Quote(key), out_.cpus - 1));
+      }
+      if (!list.is_array()) {
+        return Invalid(absl::StrFormat("the list of CPU %d must be an array of steps, got %s", cpu,
+                                       Describe(list)));
+      }
+      for (size_t k = 0; k < list.size(); ++k) {
+        const json& inner = list[k];
+        const std::string where = absl::StrFormat("CPU %d's step %d", cpu, k);
+        const std::string op = inner.is_object() && inner.contains("op") && inner["op"].is_string()
+                                   ? inner["op"].get<std::string>()
+                                   : "?";
+        if (op == "check" || op == "counters" || op == "checkpoint" || op == "parallel") {
+          return Invalid(
+              absl::StrFormat("%s (%s): only model steps may run in parallel; "
+                              "checks go after the block",
+                              where, op));
+        }
+        // What the step names, before it runs: the tasks, their mms, the mm it uses. The task a
+        // switch leaves is claimed, but not its mm: switching away from a thread of an mm that
+        // another list unmaps from is exactly the race lazy TLB and the flush IPIs must survive.
+        auto in_step = [&](const absl::Status& st) {
+          return st.ok() ? st : Invalid(absl::StrFormat("%s (%s): %s", where, op, st.message()));
+        };
+        const int32_t leaving = curr_[cpu];
+        if (!(leaving < out_.cpus && leaving == cpu)) {
+          SCENARIO_RETURN_IF_ERROR(
+              in_step(claim(task_owner, leaving, cpu, "task", tasks_[leaving].name)));
+        }
+        std::vector<int32_t> tasks_named;
+        for (const char* f : {"task", "parent"}) {
+          if (inner.is_object() && inner.contains(f) && inner[f].is_string()) {
+            auto t = task_by_name_.find(inner[f].get<std::string>());
+            if (t != task_by_name_.end()) tasks_named.push_back(t->second);
+          }
+        }
+        std::vector<int32_t> mms_named;
+        if (inner.is_object() && inner.contains("mm") && inner["mm"].is_string()) {
+          auto m = mm_by_name_.find(inner["mm"].get<std::string>());
+          if (m != mm_by_name_.end()) mms_named.push_back(m->second);
+        }
+        block_cpu_ = cpu;
+        const size_t before = out_.program.size();
+        absl::Status st = Step(parallel_index, inner);
+        block_cpu_ = -1;
+        if (!st.ok()) return Invalid(absl::StrFormat("%s (%s): %s", where, op, st.message()));
+        for (size_t p = before; p < out_.program.size(); ++p) {
+          abi::Step& emitted = out_.program[p];
+          if (emitted.cpu != static_cast<uint32_t>(cpu)) {
+            return Invalid(absl::StrFormat("%s (%s): it would run on CPU %d, not CPU %d", where, op,
+                                           emitted.cpu, cpu));
+          }
+          emitted.flags = 0;  // verification happens after the whole block
+          if (emitted.task != abi::kNoTask) tasks_named.push_back(emitted.task);
+          if (emitted.parent != abi::kNoTask) tasks_named.push_back(emitted.parent);
+          if (emitted.mm != abi::kNoMm) mms_named.push_back(emitted.mm);
+        }
+        for (int32_t t : tasks_named) {
+          if (t < out_.cpus && t == cpu) continue;  // this CPU's own idle task
+          SCENARIO_RETURN_IF_ERROR(in_step(claim(task_owner, t, cpu, "task", tasks_[t].name)));
+          if (tasks_[t].mm > abi::kInitMm) mms_named.push_back(tasks_[t].mm);
+        }
+        for (int32_t m : mms_named) {
+          if (m <= abi::kInitMm) continue;
+          SCENARIO_RETURN_IF_ERROR(in_step(claim(mm_owner, m, cpu, "mm", mms_[m].name)));
+        }
+      }
+    }
+    out_.program[head_pos].arg = static_cast<uint32_t>(out_.program.size() - head_pos - 1);
+    return absl::OkStatus();
+  }
+
+  // Where a step that names no CPU runs: in a parallel list, that list's CPU.
+  int ExecCpu(int default_cpu) const { return block_cpu_ >= 0 ? block_cpu_ : default_cpu; }
 
   // ---- verification points ----
 
@@ -771,7 +889,8 @@ class Compiler {
 
   const CompileOptions& options_;
   Scenario& out_;
-  int index_ = 0;  // the file step being compiled
+  int index_ = 0;       // the file step being compiled
+  int block_cpu_ = -1;  // the CPU of the parallel list being compiled, -1 outside blocks
   std::vector<ModelTask> tasks_;
   std::vector<ModelMm> mms_;
   std::vector<int32_t> curr_;                    // per CPU: the current task

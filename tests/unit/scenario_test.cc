@@ -375,6 +375,45 @@ TEST(ScenarioDefaultTest, CompilesForItsOwnCpuCount) {
   EXPECT_TRUE(CompileScenario(DefaultScenarioJson(), "default", more).ok());
 }
 
+TEST(ScenarioCompileTest, ParallelBlockBecomesAHeadAndPerCpuSteps) {
+  // A runs on CPU 0; B and K are new. CPU 0 unmaps from A while CPU 1 runs K then B.
+  absl::StatusOr<Scenario> sc = Compile(Scenario2(R"(
+    {"op": "spawn", "task": "A"}, {"op": "spawn", "task": "B"}, {"op": "kthread", "task": "K"},
+    {"op": "run", "cpu": 0, "task": "A"},
+    {"op": "parallel", "steps": {"0": [{"op": "munmap", "task": "A"}],
+                                 "1": [{"op": "run", "cpu": 1, "task": "K"},
+                                       {"op": "run", "cpu": 1, "task": "B"}]}})"));
+  ASSERT_TRUE(sc.ok()) << sc.status();
+  // Tasks: idle/0, idle/1, A=2, B=3, K=4. Program: 4 model steps, the block head with 3
+  // sub-steps, the final verification.
+  ASSERT_EQ(sc->program.size(), 9u);
+  const abi::Step& head = sc->program[4];
+  EXPECT_EQ(head.op, Op(abi::StepOp::kParallel));
+  EXPECT_EQ(head.arg, 3u);
+  EXPECT_EQ(head.index, 4u);
+  EXPECT_EQ(sc->program[5].op, Op(abi::StepOp::kMunmap));
+  EXPECT_EQ(sc->program[5].cpu, 0u);
+  EXPECT_EQ(sc->program[6].op, Op(abi::StepOp::kRun));
+  EXPECT_EQ(sc->program[6].cpu, 1u);
+  EXPECT_EQ(sc->program[6].task, 4);
+  EXPECT_EQ(sc->program[7].task, 3);
+  EXPECT_EQ(sc->program[8].op, Op(abi::StepOp::kVerify));
+}
+
+TEST(ScenarioCompileTest, ParallelVerifiesAfterTheBlockNotInside) {
+  CompileOptions every;
+  every.verify_every_step = true;
+  absl::StatusOr<Scenario> sc = Compile(Scenario2(R"(
+    {"op": "kthread", "task": "K"},
+    {"op": "parallel", "steps": {"1": [{"op": "run", "cpu": 1, "task": "K"},
+                                       {"op": "idle", "cpu": 1}]}})"),
+                                        every);
+  ASSERT_TRUE(sc.ok()) << sc.status();
+  EXPECT_EQ(sc->program[1].flags, abi::kStepVerifyAfter);
+  EXPECT_EQ(sc->program[2].flags, 0u);
+  EXPECT_EQ(sc->program[3].flags, 0u);
+}
+
 // ---- Errors ------------------------------------------------------------------------------------
 
 struct ErrorCase {
@@ -682,6 +721,38 @@ const ErrorCase kErrorCases[] = {
     {"CounterNotInteger",
      WithSetUp(R"({"op": "counters", "invlpg": "2"})"),
      {"counter 'invlpg' must be a non-negative integer, got string \"2\""}},
+
+    // Parallel blocks.
+    {"ParallelNested",
+     WithSetUp(R"({"op": "parallel", "steps": {"1": [{"op": "parallel", "steps": {}}]}})"),
+     {"step 4 (parallel): CPU 1's step 0 (parallel): only model steps may run in parallel"}},
+    {"ParallelCheckInside",
+     WithSetUp(R"({"op": "parallel", "steps": {"0": [{"op": "check", "mm": "A"}]}})"),
+     {"CPU 0's step 0 (check): only model steps may run in parallel; checks go after the block"}},
+    {"ParallelBadKey",
+     WithSetUp(R"({"op": "parallel", "steps": {"7": []}})"),
+     {"step 4 (parallel): parallel list key '7' is not a CPU number (0..1)"}},
+    {"ParallelEmpty",
+     WithSetUp(R"({"op": "parallel", "steps": {}})"),
+     {"field 'steps' must be a non-empty object of per-CPU step lists"}},
+    {"ParallelRunOnAnotherCpu",
+     WithSetUp(R"({"op": "parallel", "steps": {"0": [{"op": "run", "cpu": 1, "task": "K"}]}})"),
+     {"CPU 0's step 0 (run): it would run on CPU 1, not CPU 0"}},
+    {"ParallelParentRunsElsewhere",
+     WithSetUp(R"({"op": "parallel", "steps": {"1": [{"op": "clone_vm", "parent": "A",
+                                                       "task": "A9"}]}})"),
+     {"CPU 1's step 0 (clone_vm): it would run on CPU 0, not CPU 1"}},
+    {"ParallelSameTaskTwice",
+     WithSetUp(R"({"op": "parallel", "steps": {"0": [{"op": "fork", "parent": "B", "task": "C"}],
+                                                "1": [{"op": "run", "cpu": 1, "task": "B"}]}})"),
+     {"CPU 1's step 0 (run): task 'B' is used by the lists of CPU 0 and CPU 1"}},
+    {"ParallelSameMmTwice",
+     WithSetUp(R"({"op": "parallel", "steps": {"0": [{"op": "mmap", "task": "A"}],
+                                                "1": [{"op": "run", "cpu": 1, "task": "K"},
+                                                      {"op": "use_mm", "task": "K",
+                                                       "mm": "A"}]}})"),
+     {"CPU 1's step 1 (use_mm): mm 'A' is used by the lists of CPU 0 and CPU 1",
+      "parallel lists must be independent"}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Scenario, ScenarioErrorTest, ::testing::ValuesIn(kErrorCases),
