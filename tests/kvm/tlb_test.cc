@@ -132,6 +132,43 @@ TEST_F(TlbTest, ReusingAnAsidSlotWithoutAFlushIsCaught) {
   EXPECT_EQ(r->violations[0].rule, "asid");
 }
 
+// The last user of A exits on CPU 0 while kernel thread K on CPU 1 is lazily on A.
+// exit_mmap's flush (freed tables) IPIs CPU 1: lazy, it leaves A for init_mm (leave_mm); CPU 0,
+// lazy too after exit_mm, leaves itself. With refcounted lazy TLB (on), K's lazy reference and
+// the dying task's keep A alive (mm_count 2, not freed). In the shootdown variant lazy users
+// hold nothing: mmput's mmdrop frees A at once, and __mmdrop's cleanup_lazy_tlbs IPIs every CPU
+// of the mask so that any task still using A lazily moves to init_mm: CPU 1's K does.
+constexpr const char* kLastExitWhileLazy = R"({"version": 1, "name": "last-exit", "cpus": 2,
+ "steps": [{"op": "spawn", "task": "A"}, {"op": "clone_vm", "parent": "A", "task": "A1"},
+  {"op": "kthread", "task": "K"},
+  {"op": "run", "cpu": 0, "task": "A"}, {"op": "run", "cpu": 1, "task": "A1"},
+  {"op": "run", "cpu": 1, "task": "K"}, {"op": "exit", "task": "A"},
+  {"op": "run", "cpu": 0, "task": "A1"}, {"op": "exit", "task": "A1"}]})";
+
+TEST_F(TlbTest, LastExitWithALazyUserElsewhereRefcountedVersusShootdown) {
+  std::string on = std::string(kLastExitWhileLazy);
+  on.replace(on.rfind("]}"), 2, R"(,
+  {"op": "check", "mm": "A", "mm_users": 0, "mm_count": 2, "freed": false, "loaded_on": []},
+  {"op": "counters", "cpu": 1, "ipis_received": 1, "leave_mm": 1},
+  {"op": "counters", "cpu": 0, "ipis_sent": 1, "leave_mm": 1}]})");
+  absl::StatusOr<ScenarioReport> r = RunJson(kvm(), on, abi::MmBug::kNone, abi::LazyMode::kOn);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->run.report << (r->violations.empty() ? "" : r->violations[0].message);
+  EXPECT_EQ(r->checks_passed, 3);
+
+  std::string shoot = std::string(kLastExitWhileLazy);
+  // Two IPIs to CPU 1 now: the flush of the freed tables, then cleanup_lazy_tlbs.
+  shoot.replace(shoot.rfind("]}"), 2, R"(,
+  {"op": "check", "mm": "A", "freed": true, "loaded_on": []},
+  {"op": "check", "task": "K", "loaded_on": [0, 1], "lazy_on": []},
+  {"op": "counters", "cpu": 1, "ipis_received": 2, "leave_mm": 1},
+  {"op": "counters", "cpu": 0, "ipis_sent": 2, "leave_mm": 1}]})");
+  r = RunJson(kvm(), shoot, abi::MmBug::kNone, abi::LazyMode::kShootdown);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->run.report << (r->violations.empty() ? "" : r->violations[0].message);
+  EXPECT_EQ(r->checks_passed, 4);
+}
+
 // Concurrency: CPU 0 unmaps and reprotects pages of A while CPU 1, which runs A's other thread,
 // switches to kernel threads (going lazy on A at some point of CPU 0's flushes, or not yet),
 // and CPU 2 forks and execs another process. Whether CPU 1 gets an IPI depends on the
