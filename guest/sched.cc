@@ -5,6 +5,7 @@
 #include "guest/hypercall.h"
 #include "guest/lib.h"
 #include "guest/model.h"
+#include "guest/spinlock.h"
 #include "shared/x86.h"
 
 extern "C" void __switch_to_asm(uint64_t* prev_sp, uint64_t next_sp);
@@ -20,22 +21,30 @@ namespace {
 
 constexpr uint64_t kStackBytes = abi::kTaskStackPages * x86::kPageSize;
 
-// Kernel stacks of dead tasks, for reuse (their first word links the list).
+// Kernel stacks of dead tasks, for reuse (their first word links the list). In a parallel
+// block one CPU may create a task while another frees a dead one's stack: the lock keeps the
+// list whole (without it, two CPUs could take the same stack, and a switch would later return
+// through a frame the other task overwrote).
+constinit SpinLock stacks_lock;
 constinit uint64_t free_stacks = 0;
 
 uint64_t AllocStack() {
-  uint64_t pa = free_stacks;
-  if (pa != 0) {
-    free_stacks = *static_cast<uint64_t*>(PhysToVirt(pa));
-    return pa;
+  {
+    SpinLockGuard g(stacks_lock);
+    const uint64_t pa = free_stacks;
+    if (pa != 0) {
+      free_stacks = *static_cast<uint64_t*>(PhysToVirt(pa));
+      return pa;
+    }
   }
-  pa = AllocContiguous(abi::kTaskStackPages);
+  const uint64_t pa = AllocContiguous(abi::kTaskStackPages);
   GUEST_CHECK(pa != 0);
   return pa;
 }
 
 void FreeStack(uint64_t pa) {
   memset(PhysToVirt(pa), kPagePoison, kStackBytes);
+  SpinLockGuard g(stacks_lock);
   *static_cast<uint64_t*>(PhysToVirt(pa)) = free_stacks;
   free_stacks = pa;
 }

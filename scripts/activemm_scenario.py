@@ -19,6 +19,12 @@ method per op and the file's field names as argument names:
 Running such a file prints the scenario's JSON on stdout (`activemm run X.py` runs it with
 /usr/bin/python3 and reads that); `python3 X.py OUT.json` writes it to OUT.json instead.
 
+Concurrent steps go in a parallel block, one list of model steps per CPU, built with a Scenario
+each (or given as lists of step dicts):
+
+        s.parallel({0: Scenario("cpu 0", cpus=2).munmap("A", pages=2),
+                    1: Scenario("cpu 1", cpus=2).run(1, "K").idle(1)})
+
 Optional fields are left out of the JSON when their argument is None, so the tool's defaults
 apply. Validation here is light (types, ranges, counter names, CPUs in range) and raises
 ValueError naming the step; the tool itself checks what only a replay can tell (a task that
@@ -60,6 +66,10 @@ COUNTER_NAMES = (
 
 INIT_MM = "init_mm"
 
+# The ops that change the model: the only ones a parallel block's lists may hold.
+MODEL_OPS = ("spawn", "clone_vm", "fork", "kthread", "run", "idle", "exec", "exit", "use_mm",
+             "unuse_mm", "mmap", "munmap", "mprotect")
+
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
@@ -84,6 +94,14 @@ def _bool(value, what):
     return value
 
 
+def _copy_step(step):
+    copy = dict(step)
+    if step.get("op") == "parallel":
+        copy["steps"] = {cpu: [dict(inner) for inner in steps]
+                         for cpu, steps in step["steps"].items()}
+    return copy
+
+
 class Scenario:
     """A scenario under construction. Every op method appends one step and returns self."""
 
@@ -98,7 +116,7 @@ class Scenario:
     @property
     def steps(self):
         """A copy of the steps so far (dicts in file order)."""
-        return [dict(step) for step in self._steps]
+        return [_copy_step(step) for step in self._steps]
 
     def __len__(self):
         return len(self._steps)
@@ -220,6 +238,45 @@ class Scenario:
             raise ValueError(f"{self._where('mprotect')}: prot must be \"r\" or \"rw\", "
                              f"got {prot!r}")
         return self._page_op("mprotect", task, pages, prot=prot)
+
+    # ---- concurrency ------------------------------------------------------------------------
+
+    def parallel(self, steps_by_cpu):
+        """A parallel block: {cpu: steps}, each CPU's list of model steps runs on that CPU,
+        concurrently with the other lists (docs/scenarios.md, "Concurrency").
+
+        A list is a Scenario (its steps are taken) or a list of step dicts. The lists are
+        written in the dict's order, keyed by the CPU number as a string. Checked here: the
+        CPUs, model ops only (no check, counters, checkpoint or nested parallel), and a "cpu"
+        field naming the list's CPU. The tool checks the rest: every step runs on its list's
+        CPU and no task or user mm is used by two lists.
+        """
+        where = self._where("parallel")
+        if not isinstance(steps_by_cpu, dict) or not steps_by_cpu:
+            raise ValueError(f"{where}: steps must be a non-empty dict of CPU -> list of steps, "
+                             f"got {steps_by_cpu!r}")
+        lists = {}
+        for cpu, steps in steps_by_cpu.items():
+            self._cpu(cpu, f"{where}: list key")
+            if isinstance(steps, Scenario):
+                steps = steps.steps
+            if isinstance(steps, (str, bytes, dict)) or not hasattr(steps, "__iter__"):
+                raise ValueError(f"{where}: the list of CPU {cpu} must be a list of steps "
+                                 f"or a Scenario, got {steps!r}")
+            out = []
+            for k, step in enumerate(steps):
+                what = f"{where}: CPU {cpu}'s step {k}"
+                if not isinstance(step, dict) or not isinstance(step.get("op"), str):
+                    raise ValueError(f"{what} must be a step dict with an op, got {step!r}")
+                if step["op"] not in MODEL_OPS:
+                    raise ValueError(f"{what} ({step['op']}): only model steps may run in "
+                                     "parallel; checks go after the block")
+                if "cpu" in step and step["cpu"] != cpu:
+                    raise ValueError(f"{what} ({step['op']}): names CPU {step['cpu']!r}, "
+                                     f"but its list runs on CPU {cpu}")
+                out.append(dict(step))
+            lists[str(cpu)] = out
+        return self._add("parallel", steps=lists)
 
     # ---- expectations -----------------------------------------------------------------------
 

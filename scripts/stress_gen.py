@@ -1,16 +1,34 @@
 #!/usr/bin/python3
 """A seeded random scenario generator for stress runs (docs/scenarios.md's format).
 
-    /usr/bin/python3 scripts/stress_gen.py --cpus N --seed S --steps K [--lazy-tlb on|off]
+    /usr/bin/python3 scripts/stress_gen.py --cpus N --seed S --steps K [--parallel P]
+                                           [--lazy-tlb on|off]
 
 prints one scenario (version 1, name "stress-cpusN-seedS-stepsK", N CPUs) on stdout: exactly K
-model steps, then one {"op": "checkpoint"}. It carries no check or counters steps; run it with
-`activemm run FILE --verify=every-step` so the host verifies the invariants after every step.
+model steps, then one {"op": "checkpoint"}. Some of the model steps are grouped in parallel blocks
+(below); a block's steps count, the block itself does not. It carries no check or counters
+steps; run it with `activemm run FILE --verify=every-step` so the host verifies the invariants
+after every step (after a block: after the whole block).
 
-The output depends only on (cpus, seed, steps) (--lazy-tlb only sets the file's "lazy_tlb"), and
-the steps of a K-step scenario are a prefix of a longer one's: one random.Random(seed) drives every
-choice, candidates are always taken from lists in creation or CPU order (never from a set or a
-dict's iteration order), and no limit depends on K.
+The output depends only on (cpus, seed, steps, parallel) (--lazy-tlb only sets the file's
+"lazy_tlb"), and the model steps of a K-step scenario, read in file order (a block's lists in
+key order), are a prefix of a longer one's: one random.Random(seed) drives every choice,
+candidates are always taken from lists in creation or CPU order (never from a set or a dict's
+iteration order), and no limit depends on K (the last block is only cut short). With
+--parallel 0 (or 1 CPU) the output is the same as before parallel blocks existed.
+
+Parallel blocks (docs/scenarios.md, "Concurrency"): before each step, with probability P
+(--parallel, default PARALLEL = 0.15) and at least 2 CPUs, the generator emits a block instead:
+2..min(cpus, BLOCK_MAX_CPUS) distinct random CPUs, each with a list of 1..LIST_MAX_STEPS steps
+drawn by the same machinery restricted to that CPU (run/idle name it, the mm ops and
+exec/exit/use_mm/unuse_mm are by its current task, spawn names it or no CPU, clone_vm/fork take
+a parent current there or not running) and to the tasks and mms no other list of the block has
+claimed. The lists are generated, and written, in the order the tool compiles them (CPU numbers
+compared as strings: "10" before "2"), each replayed on the state the previous ones left. A
+step's claims are a superset of the tool's: the task current on the list's CPU before the step
+(the task a switch leaves; not its mm), the task and parent it names and their mms before and
+after the step, the mm it names (use_mm) and the task and mm it creates. A list that finds no
+legal step ends early; a block left with a single list is written as plain steps.
 
 Every step it emits is one the tool's validator accepts: the generator replays the same state
 the validator keeps (live and dead tasks, kernel thread or user task, each CPU's current task,
@@ -34,7 +52,8 @@ weight. Over a whole run at most TASK_BUDGET tasks and MM_BUDGET mms are created
 allows 4096 of each, idle tasks and init_mm included), so even very long runs stay valid:
 once a budget is spent, only the other ops are generated, and the last live task never exits
 then, so some run or idle step is always legal. (The tool itself runs at most about 26000
-steps per file: its program area holds 26213, the final verification included.)
+steps per file: its program area holds 26213, the final verification and one head per parallel
+block included; with the default P a block comes about every 12 model steps.)
 """
 
 import argparse
@@ -76,6 +95,9 @@ MAX_LIVE_MMS = 30        # no new mm at this many mms with users (mm_users > 0)
 TASK_BUDGET = 3900       # tasks created over the whole run (tool: 4096 with the idle tasks)
 MM_BUDGET = 3900         # mms created over the whole run (tool: 4096 with init_mm)
 SHOOTDOWN_SAFE = False   # True: munmap/mprotect only on an mm no other CPU runs (see above)
+PARALLEL = 0.15          # default --parallel: the chance of a block instead of a single step
+BLOCK_MAX_CPUS = 4       # a block has 2..min(cpus, BLOCK_MAX_CPUS) lists
+LIST_MAX_STEPS = 4       # a list has 1..LIST_MAX_STEPS steps (fewer if none is legal)
 
 OPS = tuple(WEIGHTS)  # a fixed order for the weighted choice
 
@@ -103,22 +125,66 @@ class _Mm:
         self.mapped = mapped
 
 
+class _Block:
+    """The claims of the parallel block being generated, and the CPU of the list being generated.
+
+    The dicts are looked up, never iterated, so they cannot make the output depend on hashing.
+    """
+    __slots__ = ("cpu", "task_owner", "mm_owner", "start_mms")
+
+    def __init__(self, start_mms):
+        self.cpu = -1
+        self.task_owner = {}        # _Task -> the CPU of the list that claimed it
+        self.mm_owner = {}          # _Mm -> the CPU of the list that claimed it
+        self.start_mms = start_mms  # the mms of the tasks current at the block's start
+
+    def free_task(self, task):
+        return self.task_owner.get(task, self.cpu) == self.cpu
+
+    def free_mm(self, mm):
+        return mm is None or self.mm_owner.get(mm, self.cpu) == self.cpu
+
+    def claim(self, tasks, mms):
+        for task in tasks:
+            if not self.free_task(task):  # the candidates exclude this: a generator bug
+                raise RuntimeError(f"task {task.name} claimed by CPUs "
+                                   f"{self.task_owner[task]} and {self.cpu}")
+            self.task_owner[task] = self.cpu
+        for mm in mms:
+            if mm is None:
+                continue
+            if not self.free_mm(mm):
+                raise RuntimeError(f"mm {mm.name} claimed by CPUs "
+                                   f"{self.mm_owner[mm]} and {self.cpu}")
+            self.mm_owner[mm] = self.cpu
+
+
+def _always(_):
+    return True
+
+
 class Generator:
     """Replays the validator's state and emits random legal steps into a Scenario."""
 
-    def __init__(self, cpus, seed, lazy_tlb=True):
+    def __init__(self, cpus, seed, lazy_tlb=True, parallel=PARALLEL):
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"cpus must be 1..{MAX_CPUS}, got {cpus!r}")
+        if not isinstance(parallel, (int, float)) or not 0 <= parallel <= 1:
+            raise ValueError(f"parallel must be a probability 0..1, got {parallel!r}")
         self.cpus = cpus
         self.seed = seed
         self.lazy_tlb = lazy_tlb
+        self.parallel = parallel
         self.rng = random.Random(seed)
         self.curr = [None] * cpus   # per CPU: the current _Task, None for the idle task
         self.live_tasks = []        # in creation order
         self.live_mms = []          # mms with users, in creation order
+        self.tasks_by_name = {}     # every task created (looked up, never iterated)
+        self.mms_by_name = {}       # every mm created (looked up, never iterated)
         self.tasks_created = 0
         self.mms_created = 0
         self.scenario = None
+        self.block = None           # the _Block while a parallel block's list is generated
 
     # ---- state helpers ------------------------------------------------------------------
 
@@ -126,12 +192,14 @@ class Generator:
         self.tasks_created += 1
         task = _Task(f"{prefix}{self.tasks_created}", kthread, mm)
         self.live_tasks.append(task)
+        self.tasks_by_name[task.name] = task
         return task
 
     def _new_mm(self, name, entries, mapped):
         self.mms_created += 1
         mm = _Mm(name, entries, mapped)
         self.live_mms.append(mm)
+        self.mms_by_name[name] = mm
         return mm
 
     def _drop_user(self, mm):
@@ -165,14 +233,30 @@ class Generator:
     def _shootdown_free(self, task):
         if not SHOOTDOWN_SAFE:
             return True
+        if self.block is not None and any(mm is task.mm for mm in self.block.start_mms):
+            return False  # another CPU may still run it while the block runs
         return all(other is task or other.mm is not task.mm for other in self._current())
 
     # ---- candidates per op ------------------------------------------------------------------
 
     def _candidates(self):
-        """{op: [candidates]} for every op that has a legal step now."""
-        current = self._current()
-        user_parents = [t for t in self.live_tasks if t.mm is not None and not t.using_mm]
+        """{op: [candidates]} for every op that has a legal step now (in a parallel block's
+        list: one that runs on the list's CPU and touches nothing another list claimed)."""
+        blk = self.block
+        if blk is None:
+            current = self._current()
+            free_task = free_mm = _always
+            user_parents = [t for t in self.live_tasks if t.mm is not None and not t.using_mm]
+        else:
+            here = self.curr[blk.cpu]
+            current = [here] if here is not None else []
+            free_task, free_mm = blk.free_task, blk.free_mm
+            # A parent current on another CPU would run the step there.
+            user_parents = [t for t in self.live_tasks
+                            if t.mm is not None and not t.using_mm and t.cpu in (-1, blk.cpu)
+                            and free_task(t) and free_mm(t.mm)]
+        # The current task's own steps: it and its mm (before and after) are claimed.
+        current = [t for t in current if free_mm(t.mm)]
         c = {}
         if self._can_create_task():
             if self._can_create_mm():
@@ -182,10 +266,13 @@ class Generator:
             if user_parents:
                 c["clone_vm"] = user_parents
             c["kthread"] = [None]
-        runnable = [t for t in self.live_tasks if t.cpu < 0]
+        runnable = [t for t in self.live_tasks if t.cpu < 0 and free_task(t) and free_mm(t.mm)]
         if runnable:
             c["run"] = runnable
-        busy = [cpu for cpu in range(self.cpus) if self.curr[cpu] is not None]
+        if blk is None:
+            busy = [cpu for cpu in range(self.cpus) if self.curr[cpu] is not None]
+        else:
+            busy = [blk.cpu] if self.curr[blk.cpu] is not None else []
         if busy:
             c["idle"] = busy
         if self.mms_created < MM_BUDGET:
@@ -200,7 +287,7 @@ class Generator:
             exits = [t for t in current if not t.using_mm]
             if exits:
                 c["exit"] = exits
-        if self.live_mms:
+        if self._usable_mms():
             use = [t for t in current if t.kthread and not t.using_mm]
             if use:
                 c["use_mm"] = use
@@ -216,6 +303,12 @@ class Generator:
             c["munmap"] = unmap
             c["mprotect"] = unmap
         return c
+
+    def _usable_mms(self):
+        """The mms use_mm may name: with users, and (in a block) not claimed by another list."""
+        if self.block is None:
+            return self.live_mms
+        return [mm for mm in self.live_mms if self.block.free_mm(mm)]
 
     def _weights(self, ops):
         weights = []
@@ -238,6 +331,74 @@ class Generator:
         getattr(self, "_do_" + op)(pick)
         return op
 
+    def _list_step(self):
+        """One step of the current block list (self.block.cpu) into self.scenario, with its
+        claims; False (and nothing emitted) when no step is legal there."""
+        blk = self.block
+        leaving = self.curr[blk.cpu]
+        if leaving is not None and not blk.free_task(leaving):
+            return False  # cannot happen: another list named the task current here
+        cands = self._candidates()
+        ops = [op for op in OPS if op in cands and WEIGHTS[op] > 0]
+        if not ops:
+            return False
+        op = self.rng.choices(ops, weights=self._weights(ops))[0]
+        pick = self.rng.choice(cands[op])
+        tasks, mms = [], []
+        if leaving is not None:
+            tasks.append(leaving)  # the task a switch leaves; its mm stays unclaimed
+        if isinstance(pick, _Task):
+            tasks.append(pick)
+            mms.append(pick.mm)  # before the step (exec, exit and unuse_mm change it)
+        getattr(self, "_do_" + op)(pick)
+        step = self.scenario.steps[-1]
+        for field in ("task", "parent"):
+            if field in step:
+                task = self.tasks_by_name[step[field]]
+                tasks.append(task)
+                mms.append(task.mm)  # after the step (spawn, fork, exec, use_mm set it)
+        if "mm" in step:
+            mms.append(self.mms_by_name[step["mm"]])
+        blk.claim(tasks, mms)
+        return True
+
+    def _block(self, budget):
+        """A parallel block of at most `budget` model steps; returns how many it emitted."""
+        top = self.scenario
+        n = self.rng.randint(2, min(self.cpus, BLOCK_MAX_CPUS))
+        cpus = self.rng.sample(range(self.cpus), n)
+        lengths = [self.rng.randint(1, LIST_MAX_STEPS) for _ in cpus]
+        # All draws for the block's shape come first, so a block cut short by the budget is a
+        # prefix of the whole one. The tool compiles the lists in key order, as strings.
+        order = sorted(zip(cpus, lengths), key=lambda pair: str(pair[0]))
+        blk = _Block([t.mm for t in self._current() if t.mm is not None])
+        lists = []
+        left = budget
+        self.block = blk
+        try:
+            for cpu, length in order:
+                if left == 0:
+                    break
+                blk.cpu = cpu
+                self.scenario = Scenario(f"cpu{cpu}", cpus=self.cpus)
+                for _ in range(min(length, left)):
+                    if not self._list_step():
+                        break
+                    left -= 1
+                if len(self.scenario):
+                    lists.append((cpu, self.scenario))
+        finally:
+            self.scenario = top
+            self.block = None
+        if len(lists) >= 2:
+            top.parallel(dict(lists))
+        else:  # one list: the same steps, as plain steps
+            for _, sub in lists:
+                for step in sub.steps:
+                    fields = {key: value for key, value in step.items() if key != "op"}
+                    getattr(top, step["op"])(**fields)
+        return budget - left
+
     def _pages(self, limit):
         return self.rng.randint(1, min(limit, MAP_MAX_PAGES))
 
@@ -245,7 +406,7 @@ class Generator:
         pages = self.rng.randint(1, SPAWN_MAX_PAGES)
         cpu = None
         if self.rng.random() < SPAWN_CPU_CHANCE:
-            cpu = self.rng.randrange(self.cpus)
+            cpu = self.block.cpu if self.block is not None else self.rng.randrange(self.cpus)
         task = self._new_task("p", False, None)
         task.mm = self._new_mm(task.name, pages, pages)
         self.scenario.spawn(task.name, pages=pages, cpu=cpu)
@@ -266,7 +427,10 @@ class Generator:
         self.scenario.kthread(task.name)
 
     def _do_run(self, task):
-        cpu = self.rng.randrange(self.cpus)  # the task runs nowhere, so not here either
+        if self.block is not None:
+            cpu = self.block.cpu
+        else:
+            cpu = self.rng.randrange(self.cpus)  # the task runs nowhere, so not here either
         self._switch(cpu, task)
         self.scenario.run(cpu, task.name)
 
@@ -294,7 +458,7 @@ class Generator:
         self.scenario.exit(task.name)
 
     def _do_use_mm(self, task):
-        mm = self.rng.choice(self.live_mms)
+        mm = self.rng.choice(self._usable_mms())
         task.using_mm = True
         task.mm = mm
         self.scenario.use_mm(task.name, mm.name)
@@ -327,15 +491,33 @@ class Generator:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         self.scenario = Scenario(f"stress-cpus{self.cpus}-seed{self.seed}-steps{steps}",
                                  cpus=self.cpus, lazy_tlb=self.lazy_tlb)
-        for _ in range(steps):
+        done = 0
+        while done < steps:
+            # No draw without blocks: --parallel 0 keeps the single-step generator's output.
+            if self.cpus >= 2 and self.parallel > 0 and self.rng.random() < self.parallel:
+                emitted = self._block(steps - done)
+                if emitted:
+                    done += emitted
+                    continue
             self.step()
+            done += 1
         self.scenario.checkpoint()
         return self.scenario
 
 
-def generate(cpus, seed, steps, lazy_tlb=True):
-    """The scenario for (cpus, seed, steps), as an activemm_scenario.Scenario."""
-    return Generator(cpus, seed, lazy_tlb).generate(steps)
+def generate(cpus, seed, steps, lazy_tlb=True, parallel=PARALLEL):
+    """The scenario for (cpus, seed, steps, parallel), as an activemm_scenario.Scenario."""
+    return Generator(cpus, seed, lazy_tlb, parallel).generate(steps)
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def main(argv=None):
@@ -345,6 +527,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, required=True, help="random.Random seed")
     parser.add_argument("--steps", type=int, required=True,
                         help="model steps (>= 1), followed by one checkpoint")
+    parser.add_argument("--parallel", type=_probability, default=PARALLEL, metavar="P",
+                        help="the chance (0..1) of a parallel block instead of a single step "
+                             f"(default {PARALLEL}; needs 2 CPUs)")
     parser.add_argument("--lazy-tlb", choices=("on", "off"), default="on",
                         help="the file's lazy_tlb (default on); does not change the steps")
     args = parser.parse_args(argv)
@@ -352,7 +537,8 @@ def main(argv=None):
         parser.error(f"--cpus must be between 1 and {MAX_CPUS}")
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    scenario = generate(args.cpus, args.seed, args.steps, lazy_tlb=args.lazy_tlb == "on")
+    scenario = generate(args.cpus, args.seed, args.steps, lazy_tlb=args.lazy_tlb == "on",
+                        parallel=args.parallel)
     sys.stdout.write(scenario.to_json())
     sys.stdout.flush()
     return 0

@@ -614,6 +614,10 @@ class Compiler {
           }
         }
         std::vector<int32_t> mms_named;
+        // The mms the named tasks own before the step: exit, exec and unuse_mm leave theirs.
+        for (int32_t t : tasks_named) {
+          if (tasks_[t].mm > abi::kInitMm) mms_named.push_back(tasks_[t].mm);
+        }
         if (inner.is_object() && inner.contains("mm") && inner["mm"].is_string()) {
           auto m = mm_by_name_.find(inner["mm"].get<std::string>());
           if (m != mm_by_name_.end()) mms_named.push_back(m->second);

@@ -207,6 +207,29 @@ TEST_P(ParallelTest, ConcurrentUnmapsAndSwitchesEndConsistentEveryTime) {
   }
 }
 
+// Regression: in a block one CPU creates a task (taking a kernel stack) while another frees a
+// dead task's stack. Before the stack list had a lock, two CPUs could end up on one stack and a
+// switch returned through a frame the other had overwritten (#GP in __switch_to_asm, or a hang).
+TEST_P(ParallelTest, CreatingAndExitingTasksConcurrentlyKeepsStacksApart) {
+  std::string steps;
+  for (int i = 0; i < 300; ++i) {
+    absl::StrAppend(&steps, i ? "," : "",
+                    absl::StrFormat(R"({"op": "parallel", "steps": {
+        "0": [{"op": "kthread", "task": "a%d"}, {"op": "run", "cpu": 0, "task": "a%d"},
+              {"op": "exit", "task": "a%d"}],
+        "1": [{"op": "kthread", "task": "b%d"}, {"op": "run", "cpu": 1, "task": "b%d"},
+              {"op": "exit", "task": "b%d"}]}})",
+                                    i, i, i, i, i, i));
+  }
+  absl::StatusOr<ScenarioReport> r = RunJson(
+      kvm(),
+      absl::StrFormat(R"({"version": 1, "name": "create-exit", "cpus": 2, "steps": [%s]})", steps),
+      abi::MmBug::kNone, GetParam());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->run.report << (r->violations.empty() ? "" : r->violations[0].message);
+  EXPECT_EQ(r->totals.context_switches, 1200u);  // 600 kernel threads in, 600 exits to idle
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelTest,
                          testing::Values(abi::LazyMode::kOn, abi::LazyMode::kOff,
                                          abi::LazyMode::kShootdown),

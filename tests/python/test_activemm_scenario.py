@@ -40,6 +40,7 @@ OP_FIELDS = {
     "check": {"mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb"},
     "counters": {"cpu", "lazy_tlb"} | set(lib.COUNTER_NAMES),
     "checkpoint": set(),
+    "parallel": {"steps"},
 }
 
 REQUIRED_SCENARIOS = [
@@ -160,6 +161,46 @@ def test_to_json_is_stable_indented_and_parses_back():
     # One step per line, indented under "steps".
     assert lines[6] == '    {"op": "spawn", "task": "A", "pages": 2},'
     assert sum(1 for line in lines if line.startswith('    {"op"')) == 4
+
+
+def test_parallel_block_json():
+    s = Scenario("par", cpus=11).spawn("A").spawn("B").run(0, "A")
+    s.parallel({0: Scenario("cpu 0", cpus=11).munmap("A", pages=2).mmap("A"),
+                10: [{"op": "run", "cpu": 10, "task": "B"}, {"op": "idle", "cpu": 10}],
+                2: Scenario("cpu 2", cpus=11).spawn("C", cpu=2)})
+    step = s.steps[-1]
+    assert step == {"op": "parallel", "steps": {
+        "0": [{"op": "munmap", "task": "A", "pages": 2}, {"op": "mmap", "task": "A"}],
+        "10": [{"op": "run", "cpu": 10, "task": "B"}, {"op": "idle", "cpu": 10}],
+        "2": [{"op": "spawn", "task": "C", "cpu": 2}]}}
+    assert list(step["steps"]) == ["0", "10", "2"]  # the caller's order
+    assert json.loads(s.to_json())["steps"][-1] == step
+    # A deep copy: changing the copy changes nothing.
+    s.steps[-1]["steps"]["0"][0]["pages"] = 9
+    assert s.steps[-1] == step
+    assert lib.MODEL_OPS == tuple(op for op in OP_FIELDS if op not in
+                                  ("check", "counters", "checkpoint", "parallel"))
+
+
+@pytest.mark.parametrize("lists, message", [
+    ({}, r"step 0 \(parallel\): steps must be a non-empty dict"),
+    ([[{"op": "idle", "cpu": 0}]], "steps must be a non-empty dict"),
+    ({2: []}, r"step 0 \(parallel\): list key must be a CPU number between 0 and 1"),
+    ({"0": []}, "list key must be a CPU number"),
+    ({0: "idle"}, "the list of CPU 0 must be a list of steps or a Scenario"),
+    ({0: [{"cpu": 0}]}, "CPU 0's step 0 must be a step dict with an op"),
+    ({0: [{"op": "checkpoint"}]},
+     r"CPU 0's step 0 \(checkpoint\): only model steps may run in parallel"),
+    ({1: [{"op": "parallel", "steps": {}}]}, "only model steps may run in parallel"),
+    ({1: Scenario("c", cpus=2).check("A")}, "only model steps may run in parallel"),
+    ({1: [{"op": "run", "cpu": 0, "task": "A"}]},
+     r"CPU 1's step 0 \(run\): names CPU 0, but its list runs on CPU 1"),
+])
+def test_parallel_validation(lists, message):
+    s = Scenario("x", cpus=2)
+    with pytest.raises(ValueError, match=message):
+        s.parallel(lists)
+    assert len(s) == 0
 
 
 # ---- validation ---------------------------------------------------------------------------
