@@ -75,6 +75,15 @@ void RunSelftest() {
   // only when all have arrived.
   Checkpoint(abi::kCheckpointOnline);
 
+  if (Injected() == Inject::kVerifyStorm) {
+    // The host must cope with verifications it did not ask for, from several CPUs at once.
+    for (int i = 0; i < 20; ++i) {
+      self->mailbox->arg[0] = ~uint64_t{0};
+      self->mailbox->arg[1] = static_cast<uint64_t>(i);
+      Hypercall(abi::Hypercall::kVerify);
+    }
+  }
+
   if (last_cpu && Injected() == Inject::kSpin) {
     for (;;) asm volatile("" ::: "memory");  // interrupts are off: only the watchdog ends this
   }

@@ -77,6 +77,7 @@ enum class Inject : uint32_t {
   kUserFault = 2,    // the last CPU's ring-3 code writes to an unmapped user page (#PF)
   kSpin = 3,         // the last CPU spins with interrupts off after reporting in (watchdog)
   kPanic = 4,        // CPU 0 fails a GUEST_CHECK
+  kVerifyStorm = 5,  // every CPU asks the host to verify, all at once, many times
 };
 
 struct BootParams {

@@ -34,7 +34,8 @@ ABSL_FLAG(std::string, mem, "256M",
           "guest RAM, a multiple of 2M between 16M and 3G (suffix M or G)");
 ABSL_FLAG(double, timeout, 10, "seconds without guest progress before the watchdog stops the run");
 ABSL_FLAG(std::string, inject, "none",
-          "plant a bug to prove it is caught. selftest: kernel-fault, user-fault, spin, panic; "
+          "plant a bug to prove it is caught. selftest: kernel-fault, user-fault, spin, panic, "
+          "verify-storm; "
           "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3, "
           "fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check, asid-no-flush");
 ABSL_FLAG(std::string, lazy_tlb, "",
@@ -125,7 +126,8 @@ bool ParseInject(const std::string& s, abi::Inject* out) {
       {"kernel-fault", abi::Inject::kKernelFault},
       {"user-fault", abi::Inject::kUserFault},
       {"spin", abi::Inject::kSpin},
-      {"panic", abi::Inject::kPanic}};
+      {"panic", abi::Inject::kPanic},
+      {"verify-storm", abi::Inject::kVerifyStorm}};
   return ParseName(kNames, s, out);
 }
 
@@ -137,9 +139,9 @@ int Selftest() {
     return UsageError(e);
   }
   if (!ParseInject(absl::GetFlag(FLAGS_inject), &opt.vm.inject)) {
-    return UsageError(
-        absl::StrFormat("--inject=%s: expected none, kernel-fault, user-fault, spin or panic",
-                        absl::GetFlag(FLAGS_inject)));
+    return UsageError(absl::StrFormat(
+        "--inject=%s: expected none, kernel-fault, user-fault, spin, panic or verify-storm",
+        absl::GetFlag(FLAGS_inject)));
   }
   if (opt.vm.cpus < 1 || opt.vm.cpus > static_cast<int>(abi::kMaxCpus)) {
     return UsageError(

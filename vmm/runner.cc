@@ -160,9 +160,18 @@ bool Runner::ParkIfPaused(int cpu) {
   // The vCPU is out of KVM_RUN and stays out while parked, so these registers stay current.
   absl::StatusOr<kvm_sregs> sregs = vm_.vcpu(cpu).GetSregs();
   std::unique_lock<std::mutex> lock(mu_);
+  if (!ParkWhilePausedLocked(cpu, sregs, lock)) return false;
+  // Re-armed under the lock: a stop sets immediate_exit under the same lock, after stop_, so
+  // it can never be undone here.
+  __atomic_store_n(&vm_.vcpu(cpu).run()->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  return true;
+}
+
+bool Runner::ParkWhilePausedLocked(int cpu, const absl::StatusOr<kvm_sregs>& sregs,
+                                   std::unique_lock<std::mutex>& lock) {
   for (;;) {
     if (stop_) return false;
-    if (!pausing_ || cpu == pause_requester_) break;
+    if (!pausing_ || cpu == pause_requester_) return true;
     pause_sregs_[cpu] = sregs.ok() ? *sregs : kvm_sregs{};
     pause_present_[cpu] = sregs.ok();
     ++parked_;
@@ -174,10 +183,6 @@ bool Runner::ParkIfPaused(int cpu) {
     // this thread was not in KVM_RUN; clearing immediate_exit now would lose it, and this vCPU
     // would sit halted in the guest while the requester waits for it forever. So park again.
   }
-  // Re-armed under the lock: a stop sets immediate_exit under the same lock, after stop_, so
-  // it can never be undone here.
-  __atomic_store_n(&vm_.vcpu(cpu).run()->immediate_exit, 0, __ATOMIC_SEQ_CST);
-  return true;
 }
 
 void Runner::Verify(int cpu, uint64_t check, uint64_t step_index) {
@@ -187,7 +192,10 @@ void Runner::Verify(int cpu, uint64_t check, uint64_t step_index) {
     return;
   }
   std::unique_lock<std::mutex> lock(mu_);
-  if (stop_) return;
+  // The guest is not trusted to ask one at a time: a vCPU that asks while another's
+  // verification is under way takes part in that one as a parked vCPU first (else each would
+  // wait for the other to park), then runs its own.
+  if (!ParkWhilePausedLocked(cpu, own, lock)) return;
   pausing_ = true;
   pause_requester_ = cpu;
   parked_ = 0;
@@ -201,16 +209,23 @@ void Runner::Verify(int cpu, uint64_t check, uint64_t step_index) {
     vm_.vcpu(i).RequestImmediateExit();
     pthread_kill(threads_[i].native_handle(), kKickSignal);
   }
-  // Threads that finish meanwhile leave the count through exited_.
+  // Every other vCPU that has not finished must be out of the guest: parked here, or waiting
+  // at a checkpoint barrier (it entered the host with its registers read at arrival).
   cv_.wait(lock, [&] {
-    int others_running = 0;
+    int others_running = 0, at_barrier = 0;
     for (int i = 0; i < n_; ++i) {
-      if (i != cpu && state_[i].phase != VcpuFinalState::Phase::kDone &&
-          state_[i].phase != VcpuFinalState::Phase::kFailed) {
-        ++others_running;
+      if (i == cpu || state_[i].phase == VcpuFinalState::Phase::kDone ||
+          state_[i].phase == VcpuFinalState::Phase::kFailed) {
+        continue;
+      }
+      ++others_running;
+      if (at_checkpoint_[i]) {
+        ++at_barrier;
+        pause_sregs_[i] = checkpoint_sregs_[i];
+        pause_present_[i] = true;
       }
     }
-    return stop_ || parked_ >= others_running;
+    return stop_ || parked_ + at_barrier >= others_running;
   });
   absl::Status status = absl::OkStatus();
   if (!stop_ && options_.on_verify) {
@@ -353,8 +368,12 @@ void Runner::Checkpoint(int cpu, uint64_t id) {
   at_checkpoint_[cpu] = true;
   ++arrived_;
   const uint64_t gen = generation_;
+  cv_.notify_all();  // a verification in progress counts this vCPU as out of the guest now
   MaybeReleaseLocked(lock);
   cv_.wait(lock, [&] { return generation_ != gen || stop_; });
+  // Released while another vCPU's verification still runs: stay out of the guest until it
+  // ends, so the guest stays quiet for it.
+  ParkWhilePausedLocked(cpu, sregs, lock);
 }
 
 void Runner::Finish(int cpu) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "vmm/vm.h"
 
@@ -104,6 +105,10 @@ class Runner {
   // A vCPU thread interrupted out of KVM_RUN: park while another vCPU's verification runs.
   // Returns false when the run is stopping.
   bool ParkIfPaused(int cpu);
+  // Parks `cpu` (with its registers) for as long as another vCPU's pause lasts. mu_ held.
+  // Returns false when the run is stopping.
+  bool ParkWhilePausedLocked(int cpu, const absl::StatusOr<kvm_sregs>& sregs,
+                             std::unique_lock<std::mutex>& lock);
   void Finish(int cpu);
   // Runs the handler and releases the barrier once every live vCPU is waiting. mu_ held.
   void MaybeReleaseLocked(std::unique_lock<std::mutex>& lock);

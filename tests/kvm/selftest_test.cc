@@ -109,6 +109,17 @@ TEST_F(SelftestFailureTest, SpinningGuestIsStoppedByTheWatchdog) {
   EXPECT_LT(r->run.seconds, 10.0);  // bounded, not a hang (a generous bound, not a timing test)
 }
 
+// Verification requests from every CPU at the same time (the guest is not trusted to take
+// turns): each requester first parks for the others' pauses, so none waits for ever.
+TEST_F(SelftestFailureTest, SimultaneousVerificationRequestsDoNotDeadlock) {
+  SelftestOptions o = Options(4, abi::Inject::kVerifyStorm);
+  o.timeout = absl::Seconds(10);
+  absl::StatusOr<SelftestResult> r = RunSelftest(kvm(), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->run.outcome, Outcome::kCompleted) << r->run.report;
+  EXPECT_TRUE(r->passed);
+}
+
 // The verifier must be able to fail: corrupt one word that ring 3 wrote, then verify.
 TEST_F(SelftestFailureTest, VerifierCatchesAUserPageThatDoesNotHoldWhatRing3Wrote) {
   absl::StatusOr<GuestImage> image = GuestImage::Embedded();
