@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -39,7 +40,8 @@ ABSL_FLAG(std::string, inject, "none",
           "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3, "
           "fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check, asid-no-flush");
 ABSL_FLAG(std::string, lazy_tlb, "",
-          "run: on, off or shootdown (default: the scenario's \"lazy_tlb\"); compare runs on "
+          "written --lazy-tlb. run: on, off or shootdown (default: the scenario's \"lazy_tlb\"); "
+          "compare runs on "
           "and off");
 ABSL_FLAG(std::string, pcid, "auto",
           "auto (real PCIDs where CPUID offers PCID, else modeled), modeled (ASID decisions "
@@ -359,6 +361,14 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(activemm::kUsage);
+  // --help lists the flags of this file (absl's default looks for a file named after the
+  // program), not Abseil's own.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "vmm/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   // Flags are spelled with dashes on the command line (--lazy-tlb) and with underscores in
   // absl (lazy_tlb): rewrite the few that have one before parsing.
   std::vector<std::string> storage(argv, argv + argc);

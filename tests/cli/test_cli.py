@@ -241,3 +241,12 @@ def test_stress_runs_a_seeded_random_scenario_with_zero_violations(cpus):
     done = re.search(r"steps: (\d+)/(\d+) executed", r.stdout)
     assert done and done.group(1) == done.group(2) and int(done.group(1)) >= 302, r.stdout
     assert "violations: 0" in r.stdout
+
+
+def test_help_lists_the_commands_and_activemm_flags():
+    r = run("--help")
+    out = r.stdout + r.stderr
+    for word in ("selftest", "run [SCENARIO", "compare", "stress", "--cpus", "--lazy_tlb",
+                 "--verify", "--inject"):
+        assert word in out
+    assert "No flags matched" not in out
