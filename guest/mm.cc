@@ -262,8 +262,8 @@ void do_mprotect(int32_t slot, uint32_t pages, uint32_t prot) {
     Pte old;
     bool writable = prot & abi::kPageWritable;
     MmTables t(mm);
-    PtStatus s = t.pt.SetLeafFlags(p.va, writable ? Pte::kWritable : 0,
-                                         writable ? 0 : Pte::kWritable, &old);
+    PtStatus s =
+        t.pt.SetLeafFlags(p.va, writable ? Pte::kWritable : 0, writable ? 0 : Pte::kWritable, &old);
     GUEST_CHECK_VALUES(s == PtStatus::kOk, 2, p.va, static_cast<uint64_t>(s));
     p.prot = prot;
     if (end_va == 0) end_va = p.va + x86::kPageSize;

@@ -17,9 +17,6 @@ constinit uint32_t next_step = 0;  // the step to execute next; written by the C
 constinit abi::MmDirectory* directory = nullptr;
 constinit uint32_t block_finished = 0;  // CPUs done with the current parallel block (atomic)
 
-// A check index the host reads as "no check of the file, just a full verification".
-constexpr uint64_t kVerifyOnly = ~uint64_t{0};
-
 void Verify(uint64_t check, uint32_t step_index) {
   abi::CpuMailbox* mb = this_cpu()->mailbox;
   mb->arg[0] = check;
@@ -125,7 +122,7 @@ void FinishStep() {
   if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
   const uint32_t i = self->cur_step;
   const abi::Step& s = steps[i];
-  if (s.flags & abi::kStepVerifyAfter) Verify(kVerifyOnly, s.index);
+  if (s.flags & abi::kStepVerifyAfter) Verify(abi::kVerifyNoCheck, s.index);
   Advance(i + 1);
 }
 
@@ -148,7 +145,7 @@ void ContinueParallel() {
   if (__atomic_add_fetch(&block_finished, 1, __ATOMIC_ACQ_REL) == boot_params->num_cpus) {
     __atomic_store_n(&block_finished, 0, __ATOMIC_RELAXED);
     const abi::Step& p = steps[block];
-    if (p.flags & abi::kStepVerifyAfter) Verify(kVerifyOnly, p.index);
+    if (p.flags & abi::kStepVerifyAfter) Verify(abi::kVerifyNoCheck, p.index);
     Advance(end);
   }
 }

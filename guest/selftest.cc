@@ -78,7 +78,7 @@ void RunSelftest() {
   if (Injected() == Inject::kVerifyStorm) {
     // The host must cope with verifications it did not ask for, from several CPUs at once.
     for (int i = 0; i < 20; ++i) {
-      self->mailbox->arg[0] = ~uint64_t{0};
+      self->mailbox->arg[0] = abi::kVerifyNoCheck;
       self->mailbox->arg[1] = static_cast<uint64_t>(i);
       Hypercall(abi::Hypercall::kVerify);
     }

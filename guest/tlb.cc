@@ -69,15 +69,16 @@ void switch_mm_irqs_off(int32_t next) {
   const int32_t prev = rq->loaded_mm;
   const uint16_t prev_asid = rq->loaded_mm_asid;
   const bool was_lazy = rq->is_lazy;
+  // Same mm, not lazy (another thread of the process): the common case returns here after a
+  // few loads; every ring-0 instruction is emulated on the CI machines.
+  if (prev == next && !was_lazy) return;
   MmStruct* n = Mm(next);
-  const uint32_t cpu = this_cpu()->cpu;
   if (was_lazy) rq->is_lazy = 0;
 
   NewAsid ns;
   uint64_t next_tlb_gen;
   if (prev == next) {
-    // Another thread of the same process, or back from lazy mode to the mm we kept.
-    if (!was_lazy) return;
+    // Back from lazy mode to the mm this CPU kept.
     if (Bug(abi::MmBug::kNoTlbGenCheck)) return;  // planted bug: trust a TLB that may be stale
     // While lazy this CPU got no flush IPIs for the mm (should_flush_tlb skips lazy CPUs), so
     // its TLB may be behind: compare generations. Reading tlb_gen after clearing is_lazy pairs
@@ -96,7 +97,7 @@ void switch_mm_irqs_off(int32_t next) {
     // increments tlb_gen and then reads mm_cpumask. With this order either it sees our bit (and
     // IPIs us) or we read its new tlb_gen (and flush), never neither. init_mm is never flushed
     // by shootdowns, so it keeps no mask.
-    const uint64_t bit = uint64_t{1} << cpu;
+    const uint64_t bit = uint64_t{1} << this_cpu()->cpu;
     if (next != abi::kInitMm && !(n->cpumask & bit) && !Bug(abi::MmBug::kNoCpumask)) {
       __atomic_or_fetch(&n->cpumask, bit, __ATOMIC_SEQ_CST);
     }

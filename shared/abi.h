@@ -129,9 +129,13 @@ enum class Hypercall : uint32_t {
   kPanic = 4,       // panic holds the reason; the run fails, the CPU never resumes
   kException = 5,   // panic.fault holds an unexpected exception; the run fails
   kDone = 6,        // this CPU has finished; arg[0] = 0 on success
-  kVerify = 7,      // arg[0] = check index, arg[1] = steps completed: the host pauses every
-                    // other vCPU (they are idle between steps), verifies, and resumes them
+  kVerify = 7,      // arg[0] = check index (or kVerifyNoCheck), arg[1] = the step: the host pauses
+                // every other vCPU (they are idle between steps), verifies, and resumes them
 };
+
+// arg[0] of a kVerify that belongs to no check of the scenario file: a full verification only
+// (--verify=every-step, after a parallel block).
+inline constexpr uint64_t kVerifyNoCheck = ~uint64_t{0};
 
 // Checkpoint ids of the self-test program.
 inline constexpr uint64_t kCheckpointKernelTables = 1;  // CPU 0 has built init_mm's page table

@@ -38,13 +38,19 @@ std::string VectorName(uint64_t vector) {
 
 std::string DescribeRip(const GuestImage& image, uint64_t rip) {
   std::string sym = image.Symbolize(rip);
-  if (sym.empty() && rip >= abi::kUserTextVa && rip < abi::kUserTextVa + (1ull << 20)) {
+  if (sym.empty()) {
     uint64_t alias = image.UserTextAlias(rip);
     if (alias != 0) sym = image.Symbolize(alias);
     if (!sym.empty()) sym += ", user text";
   }
   if (sym.empty()) return absl::StrFormat("%#x", rip);
   return absl::StrFormat("%#x <%s>", rip, sym);
+}
+
+std::string DescribePtePerms(uint64_t p) {
+  return absl::StrFormat("%s%s%s%s", (p & x86::Pte::kPresent) ? "" : "-",
+                         (p & x86::Pte::kWritable) ? "W" : "-", (p & x86::Pte::kUser) ? "U" : "-",
+                         (p & x86::Pte::kNoExecute) ? "NX" : "X");
 }
 
 std::string FormatFault(int cpu, const abi::FaultReport& f, const GuestImage& image) {

@@ -19,6 +19,10 @@ std::string VectorName(uint64_t vector);
 // in the user text window are named through the text's kernel alias.
 std::string DescribeRip(const GuestImage& image, uint64_t rip);
 
+// A page-table entry's permissions for messages: "W" writable, "U" user, "NX"/"X" execution;
+// a leading "-" for an entry that is not present ("-WUNX").
+std::string DescribePtePerms(uint64_t pte_bits);
+
 // The report of an unexpected guest exception.
 std::string FormatFault(int cpu, const abi::FaultReport& f, const GuestImage& image);
 

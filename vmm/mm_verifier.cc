@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "shared/page_table.h"
 #include "shared/x86.h"
+#include "vmm/guest_report.h"
 
 namespace activemm {
 namespace {
@@ -28,11 +29,6 @@ struct Mapping {
   uint64_t pa;
   uint64_t perms;  // Pte::kPermMask bits
 };
-
-std::string Perms(uint64_t p) {
-  return absl::StrFormat("%s%s%s", (p & Pte::kWritable) ? "W" : "-", (p & Pte::kUser) ? "U" : "-",
-                         (p & Pte::kNoExecute) ? "NX" : "X");
-}
 
 }  // namespace
 
@@ -285,25 +281,29 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
       auto it = have.find(va);
       if (reported >= kMaxMappingReports) break;
       if (it == have.end()) {
-        out.push_back({"mapping", absl::StrFormat("mm %s: va %#x should map pa %#x (%s) but is "
-                                                  "not mapped",
-                                                  name, va, m.pa, Perms(m.perms))});
+        out.push_back({"mapping",
+                       absl::StrFormat("mm %s: va %#x should map pa %#x (%s) but is "
+                                       "not mapped",
+                                       name, va, m.pa, DescribePtePerms(m.perms | Pte::kPresent))});
         ++reported;
       } else if (it->second.pa != m.pa || it->second.perms != m.perms) {
-        out.push_back({"mapping", absl::StrFormat("mm %s: va %#x maps pa %#x (%s), its list says "
-                                                  "pa %#x (%s)",
-                                                  name, va, it->second.pa, Perms(it->second.perms),
-                                                  m.pa, Perms(m.perms))});
+        out.push_back(
+            {"mapping", absl::StrFormat("mm %s: va %#x maps pa %#x (%s), its list says "
+                                        "pa %#x (%s)",
+                                        name, va, it->second.pa,
+                                        DescribePtePerms(it->second.perms | Pte::kPresent), m.pa,
+                                        DescribePtePerms(m.perms | Pte::kPresent))});
         ++reported;
       }
     }
     for (const auto& [va, m] : have) {
       if (reported >= kMaxMappingReports) break;
       if (want.count(va) == 0) {
-        out.push_back({"mapping", absl::StrFormat("mm %s: va %#x maps pa %#x (%s), which is not "
-                                                  "in its mapping list (left behind by munmap or "
-                                                  "exit?)",
-                                                  name, va, m.pa, Perms(m.perms))});
+        out.push_back({"mapping",
+                       absl::StrFormat("mm %s: va %#x maps pa %#x (%s), which is not "
+                                       "in its mapping list (left behind by munmap or "
+                                       "exit?)",
+                                       name, va, m.pa, DescribePtePerms(m.perms | Pte::kPresent))});
         ++reported;
       }
     }
@@ -337,11 +337,7 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
 
 std::vector<Violation> MmVerifier::Evaluate(const HostCheck& check, const ModelSnapshot& s) const {
   std::vector<Violation> out;
-  if (check.only_lazy_tlb.has_value()) {
-    const bool mode_on = config_.lazy == abi::LazyMode::kOn;
-    const bool mode_off = config_.lazy == abi::LazyMode::kOff;
-    if ((*check.only_lazy_tlb && !mode_on) || (!*check.only_lazy_tlb && !mode_off)) return out;
-  }
+  if (!check.AppliesTo(config_.lazy)) return out;
   const std::string where = absl::StrFormat(
       "step %d (%s)", check.step_index,
       check.step_index >= 0 && check.step_index < static_cast<int>(scenario_.step_ops.size())

@@ -40,6 +40,13 @@ struct HostCheck {
   // kCounters: expected values by counter name; cpu unset means the totals.
   std::optional<int> cpu;
   std::map<std::string, uint64_t> counters;
+
+  // Whether this check applies to a run in `mode`: "lazy_tlb": true is lazy TLB on only,
+  // false is off only; unfiltered checks apply to every mode, shootdown included.
+  bool AppliesTo(abi::LazyMode mode) const {
+    if (!only_lazy_tlb.has_value()) return true;
+    return *only_lazy_tlb ? mode == abi::LazyMode::kOn : mode == abi::LazyMode::kOff;
+  }
 };
 
 struct Scenario {

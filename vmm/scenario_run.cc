@@ -7,10 +7,6 @@
 namespace activemm {
 namespace {
 
-// The index the guest passes for a verification that is not one of the file's steps
-// (--verify=every-step).
-constexpr uint64_t kVerifyOnly = ~uint64_t{0};
-
 absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRunOptions& o) {
   if (sc.program.size() > abi::kMaxSteps) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -101,18 +97,15 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
     absl::StatusOr<ModelSnapshot> snap = ReadModel(v.memory, sc.cpus, num_tasks, num_mms);
     if (!snap.ok()) return snap.status();
     int step = v.step_index < sc.step_ops.size() ? static_cast<int>(v.step_index) : -1;
-    if (v.check != kVerifyOnly) {
+    if (v.check != abi::kVerifyNoCheck) {
       if (v.check >= sc.checks.size()) {
         return absl::DataLossError(
             absl::StrFormat("the guest asked for check %d of %d", v.check, sc.checks.size()));
       }
       const HostCheck& check = sc.checks[v.check];
       step = check.step_index;
-      const bool applies =
-          !check.only_lazy_tlb.has_value() ||
-          (*check.only_lazy_tlb ? o.lazy == abi::LazyMode::kOn : o.lazy == abi::LazyMode::kOff);
       if ((check.kind == HostCheck::Kind::kCheck || check.kind == HostCheck::Kind::kCounters) &&
-          applies) {
+          check.AppliesTo(o.lazy)) {
         std::vector<Violation> failed = verifier->Evaluate(check, *snap);
         if (failed.empty()) {
           ++report.checks_passed;

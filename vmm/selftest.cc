@@ -7,6 +7,7 @@
 #include "fmt/format.h"
 #include "shared/page_table.h"
 #include "shared/x86.h"
+#include "vmm/guest_report.h"
 
 namespace activemm {
 namespace {
@@ -14,12 +15,6 @@ namespace {
 using x86::Pte;
 
 absl::Status Violation(std::string msg) { return absl::FailedPreconditionError(std::move(msg)); }
-
-// A leaf's permission bits as text, for messages.
-std::string Perms(Pte e) {
-  return absl::StrFormat("%s%s%s%s", e.present() ? "P" : "-", e.writable() ? "W" : "-",
-                         e.user() ? "U" : "-", e.no_execute() ? "NX" : "X");
-}
 
 absl::Status ExpectLeaf(PageTable<GuestMemory>& pt, uint64_t va, uint64_t want_pa, int want_level,
                         uint64_t want_perms, const std::string& what) {
@@ -32,8 +27,8 @@ absl::Status ExpectLeaf(PageTable<GuestMemory>& pt, uint64_t va, uint64_t want_p
       (w.leaf.raw() & Pte::kPermMask) != (want_perms | Pte::kPresent)) {
     return Violation(absl::StrFormat(
         "%s: va %#x in page table %#x maps pa %#x (level %d, %s), expected pa %#x (level %d, %s)",
-        what, va, pt.root(), w.pa, w.level, Perms(w.leaf), want_pa, want_level,
-        Perms(Pte(want_perms | Pte::kPresent))));
+        what, va, pt.root(), w.pa, w.level, DescribePtePerms(w.leaf.raw()), want_pa, want_level,
+        DescribePtePerms(want_perms | Pte::kPresent)));
   }
   return absl::OkStatus();
 }

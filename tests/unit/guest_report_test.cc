@@ -209,3 +209,18 @@ TEST_F(GuestReportTest, VcpuPosition) {
 
 }  // namespace
 }  // namespace activemm
+
+namespace activemm {
+namespace {
+
+TEST(DescribePtePermsTest, NamesEachPermissionBit) {
+  using x86::Pte;
+  EXPECT_EQ(DescribePtePerms(Pte::kPresent | Pte::kWritable | Pte::kUser | Pte::kNoExecute),
+            "WUNX");
+  EXPECT_EQ(DescribePtePerms(Pte::kPresent | Pte::kUser), "-UX");
+  EXPECT_EQ(DescribePtePerms(Pte::kPresent), "--X");
+  EXPECT_EQ(DescribePtePerms(0), "---X");
+}
+
+}  // namespace
+}  // namespace activemm
