@@ -82,6 +82,9 @@ void cleanup_lazy_tlbs(int32_t mm);
 void sched_init_cpu();  // this CPU's idle task is current
 int32_t task_create(int32_t index, uint32_t flags);
 void context_switch(int32_t next);
+// exit_mm (and PF_EXITING): the task keeps running on its mm lazily, as an exiting task does
+// until its last switch; the last user's mmput tears the address space down.
+void exit_mm();
 [[noreturn]] void do_exit();
 void do_exec(int32_t new_mm, uint32_t pages);
 void kthread_use_mm(int32_t mm);

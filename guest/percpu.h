@@ -38,6 +38,8 @@ struct PerCpu {
   abi::CpuMailbox* mailbox;
   uint32_t ipis_received;  // atomic: the IPI handler increments it
   uint32_t cur_step;       // the scenario step this CPU is executing
+  uint64_t step_cr3_writes;   // this CPU's cr3_writes when the step began
+  uint64_t step_cr3_flushes;  // ... and cr3_writes_flush
   // In a parallel block: the next step of the block to look at (0 when in none), the block's
   // end, and the last block this CPU has finished its part of.
   uint32_t par_next;

@@ -13,6 +13,7 @@ namespace {
 
 constinit const abi::ScenarioHeader* header = nullptr;
 constinit const abi::Step* steps = nullptr;
+constinit uint8_t* results = nullptr;  // abi::StepResult per step, for the host
 constinit uint32_t next_step = 0;  // the step to execute next; written by the CPU that ran the last
 constinit abi::MmDirectory* directory = nullptr;
 constinit uint32_t block_finished = 0;  // CPUs done with the current parallel block (atomic)
@@ -25,6 +26,26 @@ void Verify(uint64_t check, uint32_t step_index) {
 }
 
 void Kick(uint32_t cpu) { ApicSendIpi(percpu[cpu].apic_id, kVecKick); }
+
+// The program's steps and results lie in the window after the header or above the page
+// allocator's end (where the host puts programs that do not fit the window).
+bool InProgramArea(uint64_t pa, uint64_t bytes) {
+  const uint64_t window = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
+  const uint64_t window_end = abi::kScenarioPa + abi::kScenarioBytes;
+  if (pa >= window && pa <= window_end && bytes <= window_end - pa) return true;
+  const uint64_t top = boot_params->alloc_end_pa, ram_end = boot_params->mem_bytes;
+  return top != 0 && pa >= top && pa <= ram_end && bytes <= ram_end - pa;
+}
+
+// A switch step whose prev is dying: do_task_dead's last __schedule. The task must have gone
+// through exit_mm (kExit with kExitKeepsRunning); finish_task_switch frees its stack.
+void SwitchOutDies(const abi::Step& s) {
+  if (s.arg != abi::kSwitchPrevDies) return;
+  TaskStruct* t = current();
+  GUEST_CHECK_VALUES((t->flags & abi::kPfExiting) && !(t->flags & abi::kPfIdle), 1,
+                     static_cast<uint64_t>(this_rq()->curr));
+  t->state = static_cast<uint32_t>(abi::TaskState::kDead);
+}
 
 void ExecuteStep(const abi::Step& s) {
   switch (static_cast<abi::StepOp>(s.op)) {
@@ -56,9 +77,11 @@ void ExecuteStep(const abi::Step& s) {
     case abi::StepOp::kRun:
       GUEST_CHECK_VALUES(Task(s.task)->state == static_cast<uint32_t>(abi::TaskState::kRunnable), 2,
                          static_cast<uint64_t>(s.task), uint64_t{Task(s.task)->state});
+      SwitchOutDies(s);
       context_switch(s.task);
       return;
     case abi::StepOp::kIdle:
+      SwitchOutDies(s);
       context_switch(this_rq()->idle);
       return;
     case abi::StepOp::kExec:
@@ -67,6 +90,10 @@ void ExecuteStep(const abi::Step& s) {
       return;
     case abi::StepOp::kExit:
       GUEST_CHECK(this_rq()->curr == s.task);
+      if (s.arg == abi::kExitKeepsRunning) {
+        exit_mm();
+        return;
+      }
       do_exit();  // does not return: the CPU continues in its idle task
     case abi::StepOp::kUseMm:
       GUEST_CHECK(this_rq()->curr == s.task);
@@ -87,6 +114,15 @@ void ExecuteStep(const abi::Step& s) {
         do_mprotect(t->mm, s.pages, s.prot);
       }
       if (!IsKthread(t)) run_user_burst();  // the task goes back to ring 3 on the new mapping
+      return;
+    }
+    case abi::StepOp::kFlush: {
+      GUEST_CHECK(this_rq()->curr == s.task);
+      // The flushed range: the mm's data area, as far as the trace said (INVLPG of an address
+      // nothing maps is harmless); the whole address space for TLB_FLUSH_ALL.
+      const uint64_t pages = s.pages == abi::kFlushAllPages ? (1ull << 35) : s.pages;
+      flush_tlb_mm_range(s.mm, abi::kUserDataVa, abi::kUserDataVa + pages * x86::kPageSize,
+                         s.arg == abi::kFlushFreedTables);
       return;
     }
     case abi::StepOp::kVerify:
@@ -115,10 +151,32 @@ void Advance(uint32_t next) {
   }
 }
 
+// Starts step i on this CPU: what its CR3 counters read before, for the step's result.
+void BeginStep(uint32_t i) {
+  PerCpu* self = this_cpu();
+  self->cur_step = i;
+  const abi::MmCounters& c = counters();
+  self->step_cr3_writes = c.cr3_writes;
+  self->step_cr3_flushes = c.cr3_writes_flush;
+}
+
+// The step's result: every CR3 write of this CPU since BeginStep is the step's (nothing else
+// runs on a CPU while it executes a step; flush IPIs it handles for others write no CR3 unless
+// they move it to init_mm, which is then this step's doing too).
+void RecordStep(uint32_t i) {
+  PerCpu* self = this_cpu();
+  const abi::MmCounters& c = counters();
+  uint8_t r = abi::kStepExecuted;
+  if (c.cr3_writes != self->step_cr3_writes) r |= abi::kStepCr3Load;
+  if (c.cr3_writes_flush != self->step_cr3_flushes) r |= abi::kStepCr3Flush;
+  results[i] = r;
+}
+
 // Completes the step this CPU is executing. Called after ExecuteStep returns, which may be in
 // another task's frame (the one a run step switched to), so the step comes from per-CPU state.
 void FinishStep() {
   PerCpu* self = this_cpu();
+  RecordStep(self->cur_step);
   if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
   const uint32_t i = self->cur_step;
   const abi::Step& s = steps[i];
@@ -133,7 +191,7 @@ void ContinueParallel() {
   for (uint32_t j = self->par_next; j < self->par_end; ++j) {
     if (steps[j].cpu != self->cpu) continue;
     self->par_next = j + 1;
-    self->cur_step = j;
+    BeginStep(j);
     ExecuteStep(steps[j]);
     FinishStep();
     return;
@@ -178,7 +236,7 @@ void ContinueParallel() {
       SafeHaltThenCli();
       continue;
     }
-    self->cur_step = i;
+    BeginStep(i);
     ExecuteStep(s);
     FinishStep();
   }
@@ -195,14 +253,17 @@ void RunScenario() {
   const uint32_t cpu = this_cpu()->cpu;
   if (cpu == 0) {
     header = static_cast<const abi::ScenarioHeader*>(PhysToVirt(abi::kScenarioPa));
-    GUEST_CHECK_VALUES(header->num_steps > 0 && header->num_steps <= abi::kMaxSteps &&
+    GUEST_CHECK_VALUES(header->num_steps > 0 &&
                            header->num_asids >= 1 && header->num_asids <= abi::kMaxAsids,
                        2, uint64_t{header->num_steps}, uint64_t{header->num_asids});
-    GUEST_CHECK_VALUES(header->steps_pa >= abi::kScenarioPa + sizeof(abi::ScenarioHeader) &&
-                           header->steps_pa + header->num_steps * sizeof(abi::Step) <=
-                               abi::kScenarioPa + abi::kScenarioBytes,
-                       1, header->steps_pa);
+    const uint64_t n = header->num_steps;
+    GUEST_CHECK_VALUES(InProgramArea(header->steps_pa, n * sizeof(abi::Step)) &&
+                           InProgramArea(header->results_pa, n) &&
+                           (header->results_pa >= header->steps_pa + n * sizeof(abi::Step) ||
+                            header->results_pa + n <= header->steps_pa),
+                       2, header->steps_pa, header->results_pa);
     steps = static_cast<const abi::Step*>(PhysToVirt(header->steps_pa));
+    results = static_cast<uint8_t*>(PhysToVirt(header->results_pa));
     model.lazy = static_cast<abi::LazyMode>(header->lazy_mode);
     model.pcid = static_cast<abi::PcidMode>(header->pcid_mode);
     model.num_asids = header->num_asids;

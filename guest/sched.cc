@@ -169,10 +169,11 @@ void context_switch(int32_t next_index) {
   after_switch();
 }
 
-[[noreturn]] void do_exit() {
+void exit_mm() {
   TaskStruct* t = current();
+  t->flags |= abi::kPfExiting;
   const int32_t mm = t->mm;
-  if (mm != abi::kNoMm) {  // exit_mm
+  if (mm != abi::kNoMm) {
     if (LazyOn()) {
       // The dying task keeps running on mm until it switches away: hold it lazily first, so
       // mmput dropping the last user cannot free the page table under this CPU.
@@ -186,6 +187,11 @@ void context_switch(int32_t next_index) {
     }
     mmput(mm);
   }
+}
+
+[[noreturn]] void do_exit() {
+  TaskStruct* t = current();
+  exit_mm();
   t->state = static_cast<uint32_t>(abi::TaskState::kDead);
   context_switch(this_rq()->idle);
   Panic(__FILE__, __LINE__, "a dead task was switched back in", 1,

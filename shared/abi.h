@@ -93,8 +93,11 @@ struct BootParams {
   // The host's boot page table maps physical [0, boot_window_bytes) at kKernelTextBase: the
   // image plus kBootScratchBytes for the tables the guest builds before it has a direct map.
   uint64_t boot_window_bytes;
+  // The page allocator ends here, below a program the host placed at the top of RAM (a
+  // replayed trace can outgrow the window below the image); 0: the end of RAM.
+  uint64_t alloc_end_pa;
 };
-static_assert(sizeof(BootParams) == 56);
+static_assert(sizeof(BootParams) == 64);
 static_assert(offsetof(BootParams, mem_bytes) == 16);
 static_assert(offsetof(BootParams, tsc_khz) == 40);
 static_assert(offsetof(BootParams, boot_window_bytes) == 48);

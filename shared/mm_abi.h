@@ -92,6 +92,7 @@ enum class TaskState : uint32_t {
 inline constexpr uint32_t kPfKthread = 1;  // PF_KTHREAD
 inline constexpr uint32_t kPfIdle = 2;     // a CPU's idle task
 inline constexpr uint32_t kPfUsingMm = 4;  // between kthread_use_mm and kthread_unuse_mm
+inline constexpr uint32_t kPfExiting = 8;  // PF_EXITING: in do_exit, past exit_mm
 
 struct TaskStruct {
   uint32_t state;     // TaskState
@@ -159,10 +160,11 @@ enum class StepOp : uint32_t {
   kCloneVm = 2,    // task (new), parent
   kFork = 3,       // task (new), parent, mm (new)
   kKthread = 4,    // task (new)
-  kRun = 5,        // cpu, task
-  kIdle = 6,       // cpu
+  kRun = 5,        // cpu, task; arg kSwitchPrevDies
+  kIdle = 6,       // cpu; arg kSwitchPrevDies
   kExec = 7,       // task (current), mm (new), pages
-  kExit = 8,       // task (current)
+  kExit = 8,       // task (current); arg kExitKeepsRunning: it stays current until a switch
+                   // step with kSwitchPrevDies
   kUseMm = 9,      // task (current kthread), mm
   kUnuseMm = 10,   // task (current kthread)
   kMmap = 11,      // task (current), pages
@@ -171,7 +173,20 @@ enum class StepOp : uint32_t {
   kVerify = 14,    // a host verification point: arg = index into the host's check list
   kParallel = 15,  // arg = N: the next N steps run concurrently, each on its CPU, in order per
                    // CPU; every CPU joins, and the program goes on when all have finished
+  kFlush = 16,     // task (current), mm, pages (kFlushAllPages: all), arg kFlushFreedTables:
+                   // flush_tlb_mm_range as a replayed trace's tlb_flush event asks
 };
+
+// kExit's arg: do_exit up to exit_mm only; the task stays current (PF_EXITING) until the next
+// run step switches away from it, and is dead from then on. A replayed trace shows its exit
+// event and, later, the switch away from the dying task as two events.
+inline constexpr uint32_t kExitKeepsRunning = 1;
+// kRun and kIdle's arg: the task switched out is dead (its last __schedule, from do_task_dead).
+// Without it an exiting task that is switched out was preempted, and runs again later.
+inline constexpr uint32_t kSwitchPrevDies = 1;
+// kFlush: pages means the whole address space; arg: page-table pages were freed.
+inline constexpr uint32_t kFlushAllPages = 0xffffffffu;
+inline constexpr uint32_t kFlushFreedTables = 1;
 
 inline constexpr uint32_t kStepVerifyAfter = 1;  // the host verifies after this step
 
@@ -222,15 +237,27 @@ struct ScenarioHeader {
   uint32_t num_asids;  // 1..kMaxAsids
   uint32_t bug;        // MmBug
   uint32_t reserved;
-  uint64_t steps_pa;  // Step[num_steps]
+  uint64_t steps_pa;    // Step[num_steps]
+  uint64_t results_pa;  // uint8_t[num_steps], StepResult bits, written by the guest
 };
-static_assert(sizeof(ScenarioHeader) == 32);
+static_assert(sizeof(ScenarioHeader) == 40);
 
-// Where the host puts the program: below the image, above the mailboxes.
+// What a step did, written by the CPU that executed it (guest -> host). A replay scores its
+// run steps by them: the real kernel's CR3 loads are known per sched_switch.
+enum StepResult : uint8_t {
+  kStepExecuted = 1,
+  kStepCr3Load = 2,   // this CPU wrote CR3 during the step (a switch_mm_irqs_off load)
+  kStepCr3Flush = 4,  // ... and the load flushed the TLB (need_flush; no PCID kept it)
+};
+inline constexpr uint64_t kStepBytes = sizeof(Step) + 1;  // the step and its result
+
+// Where the host puts the program: its header always here, below the image and above the
+// mailboxes; the steps and their results here too when they fit, else at the top of RAM
+// (BootParams::alloc_end_pa keeps the page allocator below them).
 inline constexpr uint64_t kScenarioPa = 0x100000;
 inline constexpr uint64_t kScenarioBytes = kImageLoadPa - kScenarioPa;
 inline constexpr uint32_t kMaxSteps =
-    static_cast<uint32_t>((kScenarioBytes - sizeof(ScenarioHeader)) / sizeof(Step));
+    static_cast<uint32_t>((kScenarioBytes - sizeof(ScenarioHeader)) / kStepBytes);
 static_assert(kMailboxPa + kMaxCpus * kMailboxSize <= kScenarioPa);
 
 // Where the guest keeps the model (written into GuestInfo-like directory at kMmDirectoryPa).

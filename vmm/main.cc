@@ -21,8 +21,10 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "fmt/core.h"
+#include "vmm/capture.h"
 #include "vmm/exit_codes.h"
 #include "vmm/kvm.h"
+#include "vmm/replay.h"
 #include "vmm/report.h"
 #include "vmm/scenario.h"
 #include "vmm/scenario_run.h"
@@ -54,6 +56,16 @@ ABSL_FLAG(uint64_t, seed, 1, "stress: the generator's seed");
 ABSL_FLAG(int, steps, 2000, "stress: model steps to generate");
 ABSL_FLAG(bool, verbose, false, "print the guest's log lines");
 ABSL_FLAG(std::string, kvm, activemm::Kvm::kDevicePath, "KVM device to open");
+ABSL_FLAG(std::string, decisions, "",
+          "replay: write the emulator's decision for every sched_switch to this CSV file");
+ABSL_FLAG(std::string, plan, "",
+          "replay: write every program step it ran (with the trace line behind it) to this CSV "
+          "file");
+ABSL_FLAG(int, explain, 0, "replay: list the first N disagreements with the trace lines around them");
+ABSL_FLAG(int, buffer_kb, activemm::kDefaultCaptureBufferKb,
+          "written --buffer-kb. capture: the trace ring buffer per CPU, in KiB");
+ABSL_FLAG(std::string, tracefs, activemm::kDefaultTracefs,
+          "advanced: where capture finds (or mounts) tracefs; tests point it elsewhere");
 
 namespace activemm {
 namespace {
@@ -72,6 +84,9 @@ constexpr const char* kUsage =
     "             run it with lazy TLB on and off, side by side, with the CR3 writes saved\n"
     "  stress     a seeded random scenario (scripts/stress_gen.py: --cpus, --seed, --steps)\n"
     "             run with the verifier after every step\n"
+    "  capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]\n"
+    "             record a real Linux sched + tlb_flush trace (ftrace) while COMMAND runs, into\n"
+    "             the new folder OUT_DIR (root; --buffer-kb: KiB per CPU, default 16384)\n"
     "\n"
     "Flags: --cpus, --mem, --timeout, --inject, --verbose, --kvm, --lazy-tlb, --pcid, --asids,\n"
     "--verify, --json (--help lists them all).\n"
@@ -241,44 +256,112 @@ absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
   return ss.str();
 }
 
+// The flags every command that runs the mm model shares: --asids, --mem, --timeout, --pcid,
+// --inject, --verify, --lazy-tlb, --verbose. "" when they are fine, else the usage error.
+std::string ParseModelFlags(const std::string& cmd, ScenarioRunOptions* ro) {
+  ro->verbose = absl::GetFlag(FLAGS_verbose);
+  ro->asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
+  if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
+    return absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids));
+  }
+  if (std::string e = ParseMemAndTimeout(&ro->mem_bytes, &ro->timeout); !e.empty()) return e;
+  const std::string pcid = absl::GetFlag(FLAGS_pcid);
+  if (pcid == "auto" || pcid == "modeled") {
+    ro->pcid = abi::PcidMode::kModeled;  // auto is refined once /dev/kvm is open
+  } else if (pcid == "off") {
+    ro->pcid = abi::PcidMode::kOff;
+  } else {
+    return absl::StrFormat("--pcid=%s: expected auto, modeled or off", pcid);
+  }
+  if (!ParseMmBug(absl::GetFlag(FLAGS_inject), &ro->bug)) {
+    return absl::StrFormat(
+        "--inject=%s: %s takes none, skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, "
+        "no-cpumask, wrong-cr3, fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check "
+        "or asid-no-flush",
+        absl::GetFlag(FLAGS_inject), cmd);
+  }
+  const std::string verify = absl::GetFlag(FLAGS_verify);
+  if (verify != "end" && verify != "every-step") {
+    return absl::StrFormat("--verify=%s: expected end or every-step", verify);
+  }
+  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
+  if (!lazy.empty() && lazy != "on" && lazy != "off" && lazy != "shootdown") {
+    return absl::StrFormat("--lazy-tlb=%s: expected on, off or shootdown", lazy);
+  }
+  return "";
+}
+
+abi::LazyMode LazyModeFlag(abi::LazyMode default_mode) {
+  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
+  if (lazy == "on") return abi::LazyMode::kOn;
+  if (lazy == "off") return abi::LazyMode::kOff;
+  if (lazy == "shootdown") return abi::LazyMode::kShootdown;
+  return default_mode;
+}
+
+absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(ScenarioRunOptions* ro) {
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
+  if (kvm.ok() && absl::GetFlag(FLAGS_pcid) == "auto" && (*kvm)->HasPcid()) {
+    ro->pcid = abi::PcidMode::kHardware;
+  }
+  return kvm;
+}
+
+// `replay DIR`: a real trace on the emulator, scored against the traced kernel's CR3 loads.
+int ReplayCommand(const std::string& dir_path) {
+  if (dir_path.empty()) return UsageError("replay: no trace folder given (activemm replay DIR)");
+  ReplayOptions o;
+  if (std::string e = ParseModelFlags("replay", &o.run); !e.empty()) return UsageError(e);
+  o.run.lazy = LazyModeFlag(abi::LazyMode::kOn);
+  o.plan.verify_every_step = absl::GetFlag(FLAGS_verify) == "every-step";
+  if (absl::GetFlag(FLAGS_cpus) != 0) {
+    return UsageError("--cpus: replay runs one vCPU per traced CPU (the trace's #P:)");
+  }
+  const int explain = absl::GetFlag(FLAGS_explain);
+  if (explain < 0) return UsageError(absl::StrFormat("--explain=%d: expected N >= 0", explain));
+  absl::StatusOr<TraceDir> dir = LoadTraceDir(dir_path);
+  if (!dir.ok()) return UsageError(std::string(dir.status().message()));
+
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(&o.run);
+  if (!kvm.ok()) {
+    fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
+    return kExitNoKvm;
+  }
+  absl::StatusOr<ReplayResult> r = RunReplay(**kvm, *dir, o);
+  if (!r.ok()) {
+    fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
+    return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
+  }
+  const bool ok = r->report.ok();
+  fmt::print(ok ? stdout : stderr, "{}host: {}\n", FormatReplay(*dir, *r), (*kvm)->Describe());
+  if (explain > 0) {
+    std::ifstream in(dir_path + "/trace.txt", std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    fmt::print("{}", FormatDisagreements(*dir, ss.str(), *r, explain));
+  }
+  for (const auto& [path, content] :
+       {std::pair{absl::GetFlag(FLAGS_decisions), DecisionsCsv(*r)},
+        std::pair{absl::GetFlag(FLAGS_json), ReplayJson(*dir, *r)},
+        std::pair{absl::GetFlag(FLAGS_plan), PlanCsv(*r, dir->trace)}}) {
+    if (path.empty()) continue;
+    if (absl::Status s = WriteFileAtomically(path, content); !s.ok()) {
+      fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
+      return kExitUsage;
+    }
+  }
+  if (ok) return kExitOk;
+  return r->report.run.outcome == Outcome::kCompleted ? kExitCheckFailed
+                                                      : ExitCodeFor(r->report.run.outcome);
+}
+
 int ScenarioCommand(const std::string& cmd, const std::string& path) {
   const bool compare = cmd == "compare";
   const bool stress = cmd == "stress";
   ScenarioRunOptions ro;
-  ro.verbose = absl::GetFlag(FLAGS_verbose);
-  ro.asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
-  if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
-    return UsageError(
-        absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids)));
-  }
-  if (std::string e = ParseMemAndTimeout(&ro.mem_bytes, &ro.timeout); !e.empty()) {
-    return UsageError(e);
-  }
-  const std::string pcid = absl::GetFlag(FLAGS_pcid);
-  if (pcid == "auto") {
-    ro.pcid = abi::PcidMode::kModeled;  // refined once /dev/kvm is open
-  } else if (pcid == "modeled") {
-    ro.pcid = abi::PcidMode::kModeled;
-  } else if (pcid == "off") {
-    ro.pcid = abi::PcidMode::kOff;
-  } else {
-    return UsageError(absl::StrFormat("--pcid=%s: expected auto, modeled or off", pcid));
-  }
-  if (!ParseMmBug(absl::GetFlag(FLAGS_inject), &ro.bug)) {
-    return UsageError(absl::StrFormat(
-        "--inject=%s: %s takes none, skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, "
-        "no-cpumask, wrong-cr3, fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check "
-        "or asid-no-flush",
-        absl::GetFlag(FLAGS_inject), cmd));
-  }
+  if (std::string e = ParseModelFlags(cmd, &ro); !e.empty()) return UsageError(e);
   const std::string verify = absl::GetFlag(FLAGS_verify);
-  if (verify != "end" && verify != "every-step") {
-    return UsageError(absl::StrFormat("--verify=%s: expected end or every-step", verify));
-  }
   const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
-  if (!lazy.empty() && lazy != "on" && lazy != "off" && lazy != "shootdown") {
-    return UsageError(absl::StrFormat("--lazy-tlb=%s: expected on, off or shootdown", lazy));
-  }
   if (compare && !lazy.empty()) {
     return UsageError("--lazy-tlb: compare runs both modes; use run for one");
   }
@@ -306,21 +389,16 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   absl::StatusOr<Scenario> sc = CompileScenario(*text, path.empty() ? "built-in" : path, co);
   if (!sc.ok()) return UsageError(std::string(sc.status().message()));
 
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(&ro);
   if (!kvm.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
   }
-  if (pcid == "auto" && (*kvm)->HasPcid()) ro.pcid = abi::PcidMode::kHardware;
   std::vector<abi::LazyMode> modes;
   if (compare) {
     modes = {abi::LazyMode::kOn, abi::LazyMode::kOff};
-  } else if (lazy.empty()) {
-    modes = {sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff};
   } else {
-    modes = {lazy == "on"    ? abi::LazyMode::kOn
-             : lazy == "off" ? abi::LazyMode::kOff
-                             : abi::LazyMode::kShootdown};
+    modes = {LazyModeFlag(sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff)};
   }
   std::vector<ScenarioReport> reports;
   for (abi::LazyMode m : modes) {
@@ -356,6 +434,47 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   return worst;
 }
 
+// `capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]`. absl stops parsing flags at the first
+// "--" and appends what follows to the positional arguments, so `args` cannot tell OUT_DIR from
+// the command: the command is taken from the original `argv`, after that "--", untouched.
+int Capture(const std::vector<char*>& args, int argc, char** argv) {
+  constexpr const char* kSyntax = "activemm capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]";
+  int dashes = 0;
+  for (int i = 1; i < argc && dashes == 0; ++i) {
+    if (std::string_view(argv[i]) == "--") dashes = i;
+  }
+  const size_t command_args = dashes == 0 ? 0 : argc - dashes - 1;
+  // args: the program, "capture", OUT_DIR, then the command.
+  const size_t before = args.size() - std::min(command_args, args.size());
+  if (before < 3) return UsageError(absl::StrFormat("capture: no OUT_DIR given (%s)", kSyntax));
+  if (before > 3) {
+    return UsageError(absl::StrFormat(
+        "capture: unexpected argument '%s' (the command goes after --: %s)", args[3], kSyntax));
+  }
+  if (command_args == 0) {
+    return UsageError(absl::StrFormat("capture: no command given after -- (%s)", kSyntax));
+  }
+  CaptureOptions o;
+  o.out_dir = args[2];
+  o.argv.assign(argv + dashes + 1, argv + argc);
+  o.buffer_kb = absl::GetFlag(FLAGS_buffer_kb);
+  o.tracefs = absl::GetFlag(FLAGS_tracefs);
+  o.progress = stderr;  // the command's stdout stays its own
+  if (o.buffer_kb < 1 || o.buffer_kb > kMaxCaptureBufferKb) {
+    return UsageError(absl::StrFormat("--buffer-kb=%d: expected KiB per CPU, 1..%d", o.buffer_kb,
+                                      kMaxCaptureBufferKb));
+  }
+  absl::Status s = CaptureTrace(o);
+  if (!s.ok()) {
+    fmt::print(stderr, "activemm capture: {}\n", std::string(s.message()));
+    return s.code() == absl::StatusCode::kInvalidArgument ||
+                   s.code() == absl::StatusCode::kAlreadyExists
+               ? kExitUsage
+               : kExitHostError;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 }  // namespace activemm
 
@@ -374,7 +493,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> storage(argv, argv + argc);
   std::vector<char*> argv2;
   for (std::string& a : storage) {
-    for (const char* name : {"lazy-tlb"}) {
+    for (const char* name : {"lazy-tlb", "buffer-kb"}) {
       const std::string dashed = std::string("--") + name;
       if (a == dashed || absl::StartsWith(a, dashed + "=")) {
         a = "--" + absl::StrReplaceAll(name, {{"-", "_"}}) + a.substr(dashed.size());
@@ -385,11 +504,13 @@ int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv2.data());
   if (args.size() < 2) return activemm::UsageError("no command given");
   std::string cmd = args[1];
-  const size_t max_args = cmd == "run" || cmd == "compare" ? 3 : 2;
+  if (cmd == "capture") return activemm::Capture(args, argc, argv);
+  const size_t max_args = cmd == "run" || cmd == "compare" || cmd == "replay" ? 3 : 2;
   if (args.size() > max_args) {
     return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[max_args]));
   }
   if (cmd == "selftest") return activemm::Selftest();
+  if (cmd == "replay") return activemm::ReplayCommand(args.size() > 2 ? args[2] : "");
   if (cmd == "run" || cmd == "compare" || cmd == "stress") {
     return activemm::ScenarioCommand(cmd, args.size() > 2 ? args[2] : "");
   }

@@ -1,24 +1,55 @@
 #include "vmm/scenario_run.h"
 
 #include "absl/strings/str_format.h"
+#include "shared/x86.h"
 #include "vmm/model_state.h"
 #include "vmm/vm.h"
 
 namespace activemm {
 namespace {
 
-absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRunOptions& o) {
-  if (sc.program.size() > abi::kMaxSteps) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: %d steps compiled, at most %d fit", sc.source, sc.program.size(), abi::kMaxSteps));
+// Where a program's steps and results go: after the header when they fit there, else at the top
+// of RAM, above the page allocator's end.
+struct ProgramPlacement {
+  uint64_t steps_pa = 0;
+  uint64_t results_pa = 0;
+  uint64_t alloc_end_pa = 0;  // 0: the window holds it
+};
+
+absl::StatusOr<ProgramPlacement> PlaceProgram(const Scenario& sc, uint64_t mem_bytes) {
+  const uint64_t n = sc.program.size();
+  if (n == 0 || n > UINT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: %d steps", sc.source, n));
   }
+  ProgramPlacement p;
+  if (n <= abi::kMaxSteps) {
+    p.steps_pa = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
+  } else {
+    // At most a quarter of RAM, so the model keeps room for its page tables and stacks.
+    const uint64_t bytes = (n * abi::kStepBytes + x86::kPageSize - 1) & ~(x86::kPageSize - 1);
+    if (bytes > mem_bytes / 4) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: %d steps need %d KiB of guest RAM for the program; give more with --mem "
+          "(now %d MiB)",
+          sc.source, n, bytes >> 10, mem_bytes >> 20));
+    }
+    p.alloc_end_pa = mem_bytes - bytes;
+    p.steps_pa = p.alloc_end_pa;
+  }
+  p.results_pa = p.steps_pa + n * sizeof(abi::Step);
+  return p;
+}
+
+absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRunOptions& o,
+                         const ProgramPlacement& p) {
   abi::ScenarioHeader h{};
   h.num_steps = static_cast<uint32_t>(sc.program.size());
   h.lazy_mode = static_cast<uint32_t>(o.lazy);
   h.pcid_mode = static_cast<uint32_t>(o.pcid);
   h.num_asids = o.asids;
   h.bug = static_cast<uint32_t>(o.bug);
-  h.steps_pa = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
+  h.steps_pa = p.steps_pa;
+  h.results_pa = p.results_pa;
   absl::Status s = mem.Write(abi::kScenarioPa, h);
   if (!s.ok()) return s;
   return mem.WriteBytes(h.steps_pa, sc.program.data(), sc.program.size() * sizeof(abi::Step));
@@ -58,14 +89,17 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   }
   absl::StatusOr<GuestImage> image = GuestImage::Embedded();
   if (!image.ok()) return image.status();
+  absl::StatusOr<ProgramPlacement> placement = PlaceProgram(sc, o.mem_bytes);
+  if (!placement.ok()) return placement.status();
   VmConfig vc;
   vc.cpus = sc.cpus;
   vc.mem_bytes = o.mem_bytes;
+  vc.alloc_end_pa = placement->alloc_end_pa;
   vc.program = abi::Program::kScenario;
   vc.verbose = o.verbose;
   absl::StatusOr<std::unique_ptr<Vm>> vm = Vm::Create(kvm, *image, vc);
   if (!vm.ok()) return vm.status();
-  if (absl::Status s = LoadProgram((*vm)->memory(), sc, o); !s.ok()) return s;
+  if (absl::Status s = LoadProgram((*vm)->memory(), sc, o, *placement); !s.ok()) return s;
 
   ScenarioReport report;
   report.scenario = sc.name;
@@ -134,6 +168,12 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   absl::StatusOr<abi::MmDirectory> dir =
       (*vm)->memory().Read<abi::MmDirectory>(abi::kMmDirectoryPa);
   if (dir.ok()) report.steps_done = static_cast<int>(dir->steps_done);
+  report.step_results.resize(sc.program.size());
+  if (absl::Status s = (*vm)->memory().ReadBytes(placement->results_pa, report.step_results.data(),
+                                                  report.step_results.size());
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<ModelSnapshot> snap = ReadModel((*vm)->memory(), sc.cpus, num_tasks, num_mms);
   if (snap.ok() && verifier != nullptr) {
     for (const abi::CpuMmState& c : snap->cpus) report.cpus.push_back(c.counters);

@@ -48,6 +48,7 @@ struct ScenarioReport {
   RunResult run;  // how the guest run ended
   int steps_done = 0;
   int steps_total = 0;
+  std::vector<uint8_t> step_results;  // abi::StepResult bits per program step
 
   // Exit status 0 only when the run completed, every check passed and nothing was violated.
   bool ok() const {

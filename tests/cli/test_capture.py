@@ -1,0 +1,277 @@
+"""`activemm capture`: its command line, its errors, and real and fake tracefs captures.
+
+Run by CTest (`cli`) with ACTIVEMM_BIN and ACTIVEMM_WORKLOADS set, through Debian's
+/usr/bin/python3. Captures need root; where they cannot run, the tests say why they skip.
+tracefs is one per machine: the tests that use the real one run one after the other (pytest's
+default), and activemm capture itself waits for any other capture to finish.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+BIN = os.environ.get("ACTIVEMM_BIN", "")
+WORKLOADS = os.environ.get("ACTIVEMM_WORKLOADS") or (
+    str(pathlib.Path(BIN).resolve().parents[1] / "tests" / "workloads") if BIN else "")
+
+# vmm/exit_codes.h
+EXIT_OK, EXIT_USAGE, EXIT_HOST_ERROR = 0, 2, 6
+
+EVENTS = ["sched/sched_switch", "sched/sched_process_fork", "sched/sched_process_exec",
+          "sched/sched_process_exit", "tlb/tlb_flush"]
+TRACEFS = "/sys/kernel/tracing"
+OUTPUT_FILES = ["kernel.txt", "kthreads.txt", "tgids.txt", "trace.txt"]
+
+
+def run(*args, timeout=120):
+    assert BIN, "ACTIVEMM_BIN is not set (run through ctest)"
+    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("capturing needs root (tracefs); run the tests as root to cover it")
+
+
+def read(path):
+    return pathlib.Path(path).read_text().strip()
+
+
+# --- the command line -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    ([], "capture: no OUT_DIR given"),
+    (["--", "/bin/true"], "capture: no OUT_DIR given"),
+    (["OUT"], "capture: no command given after --"),
+    (["OUT", "--"], "capture: no command given after --"),
+    (["OUT", "extra", "--", "/bin/true"], "capture: unexpected argument 'extra'"),
+    (["OUT", "--buffer-kb=0", "--", "/bin/true"], "--buffer-kb=0: expected KiB per CPU"),
+])
+def test_usage_errors_name_the_problem(tmp_path, args, message):
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    r = run("capture", *args)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.splitlines()[0].startswith("activemm: " + message), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_capture():
+    r = run("--help")
+    assert "capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]" in r.stdout + r.stderr
+
+
+def test_a_non_empty_out_dir_is_refused_and_left_alone(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me\n")
+    r = run("capture", str(out), "--", "/bin/true")
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert f"activemm capture: {out} already exists and is not empty" in r.stderr
+    assert sorted(os.listdir(out)) == ["mine.txt"]
+    assert (out / "mine.txt").read_text() == "keep me\n"
+
+
+def test_an_out_dir_that_is_a_file_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.write_text("")
+    r = run("capture", str(out), "--", "/bin/true")
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert f"{out} already exists and is not a directory" in r.stderr
+
+
+def test_an_unknown_command_is_named(tmp_path):
+    r = run("capture", str(tmp_path / "out"), "--", "no-such-command-xyz", "arg")
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert "activemm capture: no-such-command-xyz: command not found" in r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_without_root_it_says_to_use_sudo(tmp_path):
+    if os.geteuid() != 0:
+        r = run("capture", str(tmp_path / "out"), "--", "/bin/true")
+    else:
+        # Drop to nobody (as tests/cli/test_cli.py does), with the binary and OUT_DIR where
+        # nobody can reach them.
+        if not shutil.which("setpriv"):
+            pytest.skip("setpriv (util-linux) is needed to drop root for this test")
+        public = tempfile.mkdtemp(prefix="activemm-capture-", dir="/tmp")
+        try:
+            os.chmod(public, 0o777)
+            binary = shutil.copy(BIN, public)
+            os.chmod(binary, 0o755)
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                binary, "capture", f"{public}/out", "--", "/bin/true"],
+                               capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+            assert not os.path.exists(f"{public}/out")
+        finally:
+            shutil.rmtree(public)
+    assert r.returncode == EXIT_HOST_ERROR, r.stderr
+    assert "activemm capture: needs root to write tracefs (run it with sudo)" in r.stderr
+
+
+# --- fake tracefs folders: deterministic, and the real one is left alone --------------------
+
+def fake_tracefs(root, events=EVENTS):
+    """A folder with tracefs's control files as a fresh tracefs has them."""
+    t = root / "tracefs"
+    (t / "options").mkdir(parents=True)
+    (t / "trace").write_text("")
+    (t / "tracing_on").write_text("1\n")
+    (t / "buffer_size_kb").write_text("7 (expanded: 1408)\n")
+    (t / "options" / "record-tgid").write_text("0\n")
+    for e in events:
+        (t / "events" / e).mkdir(parents=True)
+        (t / "events" / e / "enable").write_text("0\n")
+    return t
+
+
+def assert_restored(t, events=EVENTS):
+    assert read(t / "tracing_on") == "1"
+    assert read(t / "buffer_size_kb") == "1408"  # what "7 (expanded: 1408)" stood for
+    assert read(t / "options" / "record-tgid") == "0"
+    for e in events:
+        assert read(t / "events" / e / "enable") == "0", e
+
+
+def test_tracefs_that_cannot_be_mounted_is_named(tmp_path):
+    needs_root()
+    # A regular file: it has no `trace`, and nothing can be mounted on it (a directory could
+    # really get a tracefs mounted on it).
+    not_a_dir = tmp_path / "not-a-dir"
+    not_a_dir.write_text("")
+    r = run("capture", str(tmp_path / "out"), f"--tracefs={not_a_dir}", "--", "/bin/true")
+    assert r.returncode == EXIT_HOST_ERROR, r.stderr
+    assert f"activemm capture: {not_a_dir}/trace does not exist and tracefs cannot be mounted " \
+        f"on {not_a_dir}" in r.stderr
+    assert f"mount -t tracefs nodev {not_a_dir}" in r.stderr
+    assert os.listdir(tmp_path) == ["not-a-dir"]
+
+
+def test_a_missing_event_is_named_and_tracefs_restored(tmp_path):
+    needs_root()
+    t = fake_tracefs(tmp_path, EVENTS[:-1])  # no tlb/tlb_flush
+    r = run("capture", str(tmp_path / "out"), f"--tracefs={t}", "--", "/bin/true")
+    assert r.returncode == EXIT_HOST_ERROR, r.stderr
+    assert f"{t}/events/tlb/tlb_flush/enable does not exist: this kernel cannot trace " \
+        "tlb/tlb_flush" in r.stderr
+    assert_restored(t, EVENTS[:-1])
+    assert sorted(os.listdir(tmp_path)) == ["tracefs"]  # no OUT_DIR, no temporary folder
+
+
+FAKE_TRACE = """\
+# tracer: nop
+#
+# entries-in-buffer/entries-written: 3/10   #P:2
+#
+CPU:1 [LOST 7 EVENTS]
+            bash-10      (     10) [001] .....   1.000001: sched_process_exec: filename=/usr/local/bin/my tool pid=10 old_pid=10
+            bash-10      (     10) [001] d..2.   1.000002: sched_switch: prev_comm=bash prev_pid=10 prev_prio=120 prev_state=S ==> next_comm=swapper/1 next_pid=0 next_prio=120
+          <idle>-0       (-------) [001] d..2.   1.000003: tlb_flush: pages:-1 reason:flush on task switch (0)
+"""
+
+
+def test_fake_capture_keeps_the_trace_of_a_failing_command(tmp_path):
+    needs_root()
+    t = fake_tracefs(tmp_path)
+    fixture = tmp_path / "fixture.txt"
+    fixture.write_text(FAKE_TRACE)
+    seen = tmp_path / "seen"
+    # The command plays the kernel: it fills `trace` and saved_tgids, notes what it saw
+    # switched on, and fails. Its arguments after -- must reach it as they were, flags or not.
+    script = (f'cat {fixture} > {t}/trace; printf "11 10\\n" > {t}/saved_tgids; '
+              f'cat {t}/tracing_on {t}/options/record-tgid {t}/buffer_size_kb '
+              f'{t}/events/tlb/tlb_flush/enable > {seen}; printf "%s\\n" "$@" >> {seen}; exit 3')
+    out = tmp_path / "out"
+    out.mkdir()  # an empty OUT_DIR is fine
+    r = run("capture", str(out), f"--tracefs={t}", "--buffer-kb", "64", "--",
+            "/bin/sh", "-c", script, "sh", "--lazy-tlb=on", "--buffer-kb=5", "--", "x y")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "/bin/sh exited with status 3 (the trace is kept)" in r.stderr
+    assert "warning: 7 of 10 events were overwritten" in r.stderr
+    assert "warning: 1 [LOST N EVENTS] markers: 7 events were dropped" in r.stderr
+    assert "larger --buffer-kb (now 64)" in r.stderr
+    assert read(seen).splitlines() == ["1", "1", "64", "1",
+                                       "--lazy-tlb=on", "--buffer-kb=5", "--", "x y"]
+    assert_restored(t)
+    assert sorted(os.listdir(out)) == OUTPUT_FILES
+    trace = (out / "trace.txt").read_text()
+    assert "filename=my tool pid=10 old_pid=10" in trace
+    assert "/usr/local" not in trace
+    assert trace == FAKE_TRACE.replace("/usr/local/bin/my tool", "my tool")
+    assert (out / "tgids.txt").read_text() == "11 10\n"
+    assert "2" in read(out / "kthreads.txt").split()
+    release, cpus = read(out / "kernel.txt").splitlines()
+    assert release == os.uname().release
+    assert int(cpus) == os.sysconf("SC_NPROCESSORS_ONLN")
+    assert sorted(os.listdir(tmp_path)) == ["fixture.txt", "out", "seen", "tracefs"]
+
+
+def test_a_command_that_cannot_run_leaves_nothing(tmp_path):
+    needs_root()
+    t = fake_tracefs(tmp_path)
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    r = run("capture", str(tmp_path / "out"), f"--tracefs={t}", "--", str(script))
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert f"{script}: not an executable file" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["not-executable", "tracefs"]
+
+
+# --- the real tracefs ------------------------------------------------------------------------
+
+def tracefs_state():
+    """What a capture changes, as it should read again afterwards."""
+    def norm(text):  # "7 (expanded: 1408)" is restored as 1408
+        return text.split("(expanded: ")[1].rstrip(")") if "(expanded: " in text else text
+    files = ["tracing_on", "options/record-tgid", "buffer_size_kb"] + \
+        [f"events/{e}/enable" for e in EVENTS]
+    return {f: norm(read(f"{TRACEFS}/{f}")) for f in files}
+
+
+def test_real_capture_of_wl_forkexec(tmp_path):
+    needs_root()
+    mounted = os.path.exists(f"{TRACEFS}/trace")
+    if not mounted and "tracefs" not in pathlib.Path("/proc/filesystems").read_text():
+        pytest.skip("this kernel has no tracefs (CONFIG_FTRACE)")
+    if mounted and not os.path.exists(f"{TRACEFS}/events/tlb/tlb_flush/enable"):
+        pytest.skip("this kernel has no tlb/tlb_flush trace event (x86 only)")
+    workload = os.path.join(WORKLOADS, "wl_forkexec")
+    if not os.access(workload, os.X_OK):
+        pytest.fail(f"{workload} is missing: build the project (tests/workloads)")
+    before = tracefs_state() if mounted else None
+
+    out = tmp_path / "captures" / "forkexec"
+    r = run("capture", str(out), "--", workload)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "wl_forkexec exited with status 0" in r.stderr
+
+    after = tracefs_state()
+    if before is not None:
+        assert after == before
+    else:
+        assert all(after[f"events/{e}/enable"] == "0" for e in EVENTS), after
+    assert sorted(os.listdir(out)) == OUTPUT_FILES
+    assert os.listdir(tmp_path / "captures") == ["forkexec"]  # no temporary folder left
+
+    lines = (out / "trace.txt").read_text().splitlines()
+    assert any(line.startswith("# entries-in-buffer/entries-written:") and "#P:" in line
+               for line in lines)
+    assert sum(": sched_switch: " in line for line in lines) > 0
+    execs = [line for line in lines if ": sched_process_exec: " in line]
+    # wl_forkexec itself, then /bin/true 20 times by fork+exec and 20 times by posix_spawn.
+    assert sum("filename=true " in line for line in execs) >= 40, execs
+    for line in execs:
+        name = line.split("filename=")[1].split(" pid=")[0]
+        assert "/" not in name, line
+    assert "2" in read(out / "kthreads.txt").split()  # kthreadd
+    assert all(len(line.split()) == 2 for line in read(out / "tgids.txt").splitlines())
+    release, cpus = read(out / "kernel.txt").splitlines()
+    assert release == os.uname().release
+    assert int(cpus) == os.sysconf("SC_NPROCESSORS_ONLN")

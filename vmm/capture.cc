@@ -1,0 +1,694 @@
+#include "vmm/capture.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "fmt/core.h"
+#include "vmm/unique_fd.h"
+
+namespace activemm {
+namespace {
+
+// The events ../shared/traces records, as tracefs names them (events/SYSTEM/NAME/enable).
+constexpr const char* kEvents[] = {"sched/sched_switch", "sched/sched_process_fork",
+                                   "sched/sched_process_exec", "sched/sched_process_exit",
+                                   "tlb/tlb_flush"};
+
+constexpr uint64_t kPfKthread = 0x00200000;  // include/linux/sched.h
+
+std::string Errno(int e) { return std::strerror(e); }
+
+// Debian's Abseil has a string_view of its own.
+absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+std::string_view Trim(std::string_view s) {
+  const size_t b = s.find_first_not_of(" \t\n");
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\n") - b + 1);
+}
+
+template <typename... Args>
+void Say(std::FILE* f, fmt::format_string<Args...> format, Args&&... args) {
+  if (f == nullptr) return;
+  fmt::print(f, "activemm capture: {}\n", fmt::format(format, std::forward<Args>(args)...));
+  std::fflush(f);
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    const int e = errno;
+    if (e == ENOENT) return absl::NotFoundError(absl::StrFormat("%s does not exist", path));
+    return absl::InternalError(absl::StrFormat("cannot read %s: %s", path, Errno(e)));
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrFormat("reading %s: %s", path, Errno(errno)));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+absl::Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrFormat("writing %s: %s", path, Errno(errno)));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+// Writes a tracefs control file the way `echo VALUE > FILE` does.
+absl::Status WriteControl(const std::string& path, std::string_view value) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+  if (!fd.valid()) {
+    return absl::InternalError(absl::StrFormat("cannot open %s: %s", path, Errno(errno)));
+  }
+  std::string line(value);
+  line += '\n';
+  return WriteAll(fd.get(), line, path);
+}
+
+// The value to write back to restore a control file that read `text`: "1" and "0" as they
+// are, "0*"/"1*" (an event enabled or disabled in soft mode) as the plain value, and
+// buffer_size_kb's "7 (expanded: 1408)" (not allocated yet) as the size it would have had.
+// nullopt when there is nothing single to restore (buffer_size_kb reads "X" when CPUs differ).
+std::optional<std::string> RestoreValue(std::string_view text) {
+  text = Trim(text);
+  if (size_t p = text.find("(expanded: "); p != std::string_view::npos) {
+    text = text.substr(p + 11);
+    text = text.substr(0, text.find(')'));
+  } else {
+    text = text.substr(0, text.find_first_of(" *"));
+  }
+  if (text.empty() || !std::all_of(text.begin(), text.end(), absl::ascii_isdigit)) {
+    return std::nullopt;
+  }
+  return std::string(text);
+}
+
+// The tracefs settings a capture changes, each put back as it was when this goes out of scope,
+// whatever way the capture ends: tracefs is global, and a capture that failed half-way must not
+// leave events recording into a 16 MiB-per-CPU buffer behind it.
+class TracefsSettings {
+ public:
+  TracefsSettings(std::string tracefs, std::FILE* progress)
+      : tracefs_(std::move(tracefs)), progress_(progress) {}
+  TracefsSettings(const TracefsSettings&) = delete;
+  TracefsSettings& operator=(const TracefsSettings&) = delete;
+
+  ~TracefsSettings() {
+    // Stop recording first, so that restoring the rest records nothing of ours; tracing_on gets
+    // its own old value back last (it was saved first).
+    if (!saved_.empty()) (void)WriteControl(tracefs_ + "/tracing_on", "0");
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (absl::Status s = WriteControl(it->first, it->second); !s.ok()) {
+        Say(progress_, "warning: could not restore {}: {}", it->first, std::string(s.message()));
+      }
+    }
+  }
+
+  // Writes `value` to tracefs file `name` (relative to the mount point), the first time
+  // remembering what it held.
+  absl::Status Set(const std::string& name, std::string_view value) {
+    const std::string path = tracefs_ + "/" + name;
+    if (std::none_of(saved_.begin(), saved_.end(),
+                     [&](const auto& s) { return s.first == path; })) {
+      absl::StatusOr<std::string> old = ReadWholeFile(path);
+      if (!old.ok()) return old.status();
+      if (std::optional<std::string> v = RestoreValue(*old); v.has_value()) {
+        saved_.emplace_back(path, *v);
+      }
+    }
+    return WriteControl(path, value);
+  }
+
+ private:
+  std::string tracefs_;
+  std::FILE* progress_;
+  std::vector<std::pair<std::string, std::string>> saved_;  // path, value to write back
+};
+
+// A directory removed with its contents unless Release()d.
+class TempDir {
+ public:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  void Release() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+// While tracefs is set up, signals that would end activemm (Ctrl-C reaches it and the command
+// through the terminal, kill reaches one) are passed on to the command instead: the command
+// ends, its trace is still written and tracefs restored. Outside the command's run they are
+// ignored: setting up and writing the trace takes a moment only.
+volatile sig_atomic_t g_child = 0;
+
+void ForwardSignal(int sig) {
+  const pid_t child = g_child;
+  if (child > 0) kill(child, sig);
+}
+
+class ScopedSignalForwarding {
+ public:
+  ScopedSignalForwarding() {
+    struct sigaction sa = {};
+    sa.sa_handler = ForwardSignal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  ~ScopedSignalForwarding() {
+    g_child = 0;
+    for (size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  ScopedSignalForwarding(const ScopedSignalForwarding&) = delete;
+  ScopedSignalForwarding& operator=(const ScopedSignalForwarding&) = delete;
+
+ private:
+  static constexpr int kSignals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
+  struct sigaction old_[std::size(kSignals)];
+};
+
+bool IsExecutableFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
+}
+
+// Finds the command as execvp() will, so that a misspelt command is reported before tracefs
+// is touched.
+absl::Status CheckCommand(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("the command is an empty string");
+  if (name.find('/') != std::string::npos) {
+    if (access(name.c_str(), F_OK) != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("%s: command not found", name));
+    }
+    if (!IsExecutableFile(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: not an executable file (permission denied)", name));
+    }
+    return absl::OkStatus();
+  }
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/bin:/usr/bin", ':')) {
+    if (IsExecutableFile(absl::StrCat(dir.empty() ? "." : dir, "/", name))) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("%s: command not found (in PATH=%s)", name, path != nullptr ? path : ""));
+}
+
+// Runs the command to its end; its wait status, or an error if it could not be started.
+absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  // The child reports a failed exec through this pipe; a successful exec closes it (CLOEXEC).
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrFormat("pipe: %s", Errno(errno)));
+  }
+  UniqueFd rd(p[0]), wr(p[1]);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrFormat("fork: %s", Errno(errno)));
+  if (pid == 0) {
+    execvp(args[0], args.data());
+    const int e = errno;
+    (void)!write(wr.get(), &e, sizeof e);
+    _exit(127);
+  }
+  g_child = pid;
+  wr.Reset();
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = read(rd.get(), &exec_errno, sizeof exec_errno);
+  } while (n < 0 && errno == EINTR);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return absl::InternalError(absl::StrFormat("waitpid: %s", Errno(errno)));
+  }
+  g_child = 0;
+  if (n == static_cast<ssize_t>(sizeof exec_errno)) {
+    return absl::InvalidArgumentError(
+        exec_errno == ENOENT ? absl::StrFormat("%s: command not found", argv[0])
+                             : absl::StrFormat("cannot run %s: %s", argv[0], Errno(exec_errno)));
+  }
+  return status;
+}
+
+std::string DescribeStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrFormat("exited with status %d", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return absl::StrFormat("was killed by signal %d (%s)", WTERMSIG(status),
+                           strsignal(WTERMSIG(status)));
+  }
+  return absl::StrFormat("ended with wait status %#x", status);
+}
+
+// An output file of the capture, written through stdio and synced before it counts.
+class OutFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<OutFile>> Create(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "wxe");
+    if (f == nullptr) {
+      return absl::InternalError(absl::StrFormat("cannot create %s: %s", path, Errno(errno)));
+    }
+    return std::unique_ptr<OutFile>(new OutFile(path, f));
+  }
+  ~OutFile() {
+    if (f_ != nullptr) std::fclose(f_);
+  }
+  void Write(std::string_view s) { std::fwrite(s.data(), 1, s.size(), f_); }
+  absl::Status Close() {
+    const bool ok = std::fflush(f_) == 0 && !std::ferror(f_) && fsync(fileno(f_)) == 0;
+    const int e = errno;
+    const bool closed = std::fclose(f_) == 0;
+    f_ = nullptr;
+    if (!ok || !closed) {
+      return absl::InternalError(absl::StrFormat("writing %s: %s", path_, Errno(ok ? errno : e)));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  OutFile(std::string path, std::FILE* f) : path_(std::move(path)), f_(f) {
+    std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
+  }
+  std::string path_;
+  std::FILE* f_;
+};
+
+absl::Status WriteSmallFile(const std::string& path, std::string_view content) {
+  absl::StatusOr<std::unique_ptr<OutFile>> f = OutFile::Create(path);
+  if (!f.ok()) return f.status();
+  (*f)->Write(content);
+  return (*f)->Close();
+}
+
+struct TraceStats {
+  uint64_t lines = 0;
+  std::map<std::string, uint64_t> events;  // per event name
+  bool has_header = false;                 // "# entries-in-buffer/entries-written: N/M   #P:C"
+  uint64_t in_buffer = 0, written = 0;
+  uint64_t lost_markers = 0, lost_events = 0;
+};
+
+void CountLine(std::string_view line, TraceStats* st) {
+  ++st->lines;
+  if (line.starts_with("#")) {
+    if (ParseEntriesHeader(line, &st->in_buffer, &st->written)) {
+      st->has_header = line.find("#P:") != std::string_view::npos;
+    }
+    return;
+  }
+  if (uint64_t lost = LostEvents(line); lost > 0) {
+    ++st->lost_markers;
+    st->lost_events += lost;
+    return;
+  }
+  for (const char* e : kEvents) {
+    const std::string_view name = std::string_view(e).substr(std::string_view(e).find('/') + 1);
+    const size_t p = line.find(name);
+    if (p != std::string_view::npos && p >= 2 && line.substr(p - 2, 2) == ": " &&
+        line.substr(p + name.size(), 1) == ":") {
+      ++st->events[std::string(name)];
+      return;
+    }
+  }
+}
+
+// Copies tracefs's `trace` (tens of MB for a full buffer) to `out`, line by line, through
+// StripExecPath.
+absl::Status CopyTrace(const std::string& from, const std::string& to, TraceStats* st) {
+  UniqueFd in(open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in.valid()) {
+    return absl::InternalError(absl::StrFormat("cannot read %s: %s", from, Errno(errno)));
+  }
+  absl::StatusOr<std::unique_ptr<OutFile>> out = OutFile::Create(to);
+  if (!out.ok()) return out.status();
+  std::string pending;
+  std::vector<char> buf(1 << 20);
+  auto emit = [&](std::string_view line) {
+    CountLine(line, st);
+    (*out)->Write(StripExecPath(line));
+    (*out)->Write("\n");
+  };
+  for (;;) {
+    ssize_t n = read(in.get(), buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrFormat("reading %s: %s", from, Errno(errno)));
+    }
+    pending.append(buf.data(), static_cast<size_t>(n));
+    size_t start = 0;
+    for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+      emit(std::string_view(pending).substr(start, nl - start));
+    }
+    pending.erase(0, start);
+  }
+  if (!pending.empty()) emit(pending);
+  return (*out)->Close();
+}
+
+// PIDs of kernel threads alive now, ascending, one a line.
+std::string KernelThreads() {
+  std::vector<long> pids;
+  if (DIR* d = opendir("/proc")) {
+    while (dirent* e = readdir(d)) {
+      long pid;
+      if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
+      // A process may end between readdir and read: it is then no kernel thread of ours.
+      absl::StatusOr<std::string> stat = ReadWholeFile(absl::StrFormat("/proc/%d/stat", pid));
+      if (!stat.ok()) continue;
+      std::optional<uint64_t> flags = StatFlags(*stat);
+      if (flags.has_value() && (*flags & kPfKthread) != 0) pids.push_back(pid);
+    }
+    closedir(d);
+  }
+  std::sort(pids.begin(), pids.end());
+  std::string out;
+  for (long p : pids) out += absl::StrFormat("%d\n", p);
+  return out;
+}
+
+// "PATH/trace" is there, mounting tracefs on PATH first if need be.
+absl::Status EnsureTracefs(const std::string& tracefs, std::FILE* progress) {
+  const std::string trace = tracefs + "/trace";
+  if (access(trace.c_str(), F_OK) == 0) return absl::OkStatus();
+  if (mount("nodev", tracefs.c_str(), "tracefs", 0, nullptr) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s does not exist and tracefs cannot be mounted on %s (%s): mount it (mount -t tracefs "
+        "nodev %s) or use a kernel with tracing (CONFIG_FTRACE)",
+        trace, tracefs, Errno(errno), tracefs));
+  }
+  if (access(trace.c_str(), F_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "mounted tracefs on %s, but %s is still missing: is this kernel built with tracing "
+        "(CONFIG_FTRACE)?",
+        tracefs, trace));
+  }
+  Say(progress, "mounted tracefs on {}", tracefs);
+  return absl::OkStatus();
+}
+
+// Tells about tracefs settings that would put more than our events into the trace.
+void WarnAboutOtherTracing(const std::string& tracefs, std::FILE* progress) {
+  if (absl::StatusOr<std::string> t = ReadWholeFile(tracefs + "/current_tracer"); t.ok()) {
+    const std::string tracer(absl::StripAsciiWhitespace(*t));
+    if (!tracer.empty() && tracer != "nop") {
+      Say(progress,
+          "warning: {}/current_tracer is '{}', not 'nop': its output fills the buffer too "
+          "(echo nop > {}/current_tracer)",
+          tracefs, tracer, tracefs);
+    }
+  }
+  if (absl::StatusOr<std::string> set = ReadWholeFile(tracefs + "/set_event"); set.ok()) {
+    std::vector<std::string> others;
+    for (absl::string_view e : absl::StrSplit(*set, '\n', absl::SkipWhitespace())) {
+      const std::string as_path = absl::StrReplaceAll(e, {{":", "/"}});
+      if (std::none_of(std::begin(kEvents), std::end(kEvents),
+                       [&](const char* ours) { return as_path == ours; })) {
+        others.emplace_back(e);
+      }
+    }
+    if (!others.empty()) {
+      Say(progress, "warning: other trace events are enabled and will be in trace.txt too: {}",
+          absl::StrJoin(others, " "));
+    }
+  }
+}
+
+// OUT_DIR must be new or an empty directory: a capture never mixes with older files.
+absl::Status CheckOutDir(const std::string& out) {
+  struct stat st;
+  if (lstat(out.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return absl::InternalError(absl::StrFormat("cannot check %s: %s", out, Errno(errno)));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::AlreadyExistsError(
+        absl::StrFormat("%s already exists and is not a directory: name a new folder", out));
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_empty(out, ec) || ec) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "%s already exists and is not empty: name a new folder, or remove that one first", out));
+  }
+  return absl::OkStatus();
+}
+
+// The trace, written into `dir` while tracefs is set up by `settings`.
+absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSettings& settings) {
+  const std::string& t = o.tracefs;
+  if (absl::Status s = settings.Set("tracing_on", "0"); !s.ok()) return s;
+  // Opening `trace` for writing with O_TRUNC empties the ring buffer (echo > trace).
+  if (absl::Status s = WriteControl(t + "/trace", ""); !s.ok()) return s;
+  if (absl::Status s = settings.Set("buffer_size_kb", std::to_string(o.buffer_kb)); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), " (try a smaller --buffer-kb)"));
+  }
+  if (absl::Status s = settings.Set("options/record-tgid", "1"); !s.ok()) return s;
+  for (const char* e : kEvents) {
+    const std::string file = absl::StrCat("events/", e, "/enable");
+    if (access((t + "/" + file).c_str(), F_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s/%s does not exist: this kernel cannot trace %s (trace events need "
+                          "CONFIG_EVENT_TRACING; tlb/tlb_flush is emitted by x86 kernels only)",
+                          t, file, e));
+    }
+    if (absl::Status s = settings.Set(file, "1"); !s.ok()) return s;
+  }
+  WarnAboutOtherTracing(t, o.progress);
+
+  Say(o.progress, "tracing sched and tlb_flush events ({} KiB buffer per CPU) while running: {}",
+      o.buffer_kb, absl::StrJoin(o.argv, " "));
+  if (absl::Status s = settings.Set("tracing_on", "1"); !s.ok()) return s;
+  absl::StatusOr<int> status = RunCommand(o.argv);
+  // Stop at once: what follows (and the restore) is not part of the workload.
+  absl::Status stopped = WriteControl(t + "/tracing_on", "0");
+  if (!status.ok()) return status.status();
+  if (!stopped.ok()) return stopped;
+  Say(o.progress, "{} {}{}", o.argv[0], DescribeStatus(*status),
+      *status == 0 ? "" : " (the trace is kept)");
+
+  TraceStats st;
+  if (absl::Status s = CopyTrace(t + "/trace", dir + "/trace.txt", &st); !s.ok()) return s;
+  absl::StatusOr<std::string> tgids = ReadWholeFile(t + "/saved_tgids");
+  if (!tgids.ok()) {
+    Say(o.progress, "warning: {}; tgids.txt is empty", std::string(tgids.status().message()));
+    tgids = std::string();
+  }
+  if (absl::Status s = WriteSmallFile(dir + "/tgids.txt", *tgids); !s.ok()) return s;
+  if (absl::Status s = WriteSmallFile(dir + "/kthreads.txt", KernelThreads()); !s.ok()) return s;
+  struct utsname u;
+  if (uname(&u) != 0) return absl::InternalError(absl::StrFormat("uname: %s", Errno(errno)));
+  const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
+  if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
+
+  if (!st.has_header) {
+    Say(o.progress,
+        "warning: {}/trace has no '# entries-in-buffer/entries-written: ... #P:N' "
+        "header line: is {} a tracefs?",
+        t, t);
+  } else if (st.in_buffer < st.written) {
+    Say(o.progress,
+        "warning: {} of {} events were overwritten (the buffer was full): the trace misses its "
+        "beginning; capture again with a larger --buffer-kb (now {})",
+        st.written - st.in_buffer, st.written, o.buffer_kb);
+  }
+  if (st.lost_markers > 0) {
+    Say(o.progress,
+        "warning: {} [LOST N EVENTS] markers: {} events were dropped; capture again with a "
+        "larger --buffer-kb (now {})",
+        st.lost_markers, st.lost_events, o.buffer_kb);
+  }
+  std::vector<std::string> counts;
+  for (const char* e : kEvents) {
+    const std::string name(std::string_view(e).substr(std::string_view(e).find('/') + 1));
+    counts.push_back(absl::StrFormat("%d %s", st.events[name], name));
+  }
+  Say(o.progress, "{} lines: {}", st.lines, absl::StrJoin(counts, ", "));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string StripExecPath(std::string_view line) {
+  const size_t ev = line.find(": sched_process_exec: ");
+  if (ev == std::string_view::npos) return std::string(line);
+  const size_t key = line.find("filename=", ev);
+  if (key == std::string_view::npos) return std::string(line);
+  const size_t start = key + 9;
+  // The format is "filename=%s pid=%d old_pid=%d": the name ends at the last " pid=", so a
+  // path with spaces in it is cut as a whole.
+  size_t end = line.rfind(" pid=");
+  if (end == std::string_view::npos || end < start) end = line.find(' ', start);
+  if (end == std::string_view::npos) end = line.size();
+  const std::string_view name = line.substr(start, end - start);
+  const size_t slash = name.rfind('/');
+  if (slash == std::string_view::npos || slash + 1 == name.size()) return std::string(line);
+  std::string out(line.substr(0, start));
+  out += name.substr(slash + 1);
+  out += line.substr(end);
+  return out;
+}
+
+std::optional<uint64_t> StatFlags(std::string_view stat) {
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string_view::npos) return std::nullopt;
+  // After "(comm)": state ppid pgrp session tty_nr tpgid flags ...
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(Av(stat.substr(paren + 1)), ' ', absl::SkipWhitespace());
+  uint64_t flags;
+  if (fields.size() < 7 || !absl::SimpleAtoi(fields[6], &flags)) return std::nullopt;
+  return flags;
+}
+
+bool ParseEntriesHeader(std::string_view line, uint64_t* in_buffer, uint64_t* written) {
+  constexpr std::string_view kKey = "# entries-in-buffer/entries-written:";
+  if (!line.starts_with(kKey)) return false;
+  line = Trim(line.substr(kKey.size()));
+  const size_t slash = line.find('/');
+  if (slash == std::string_view::npos) return false;
+  std::string_view rest = line.substr(slash + 1);
+  rest = rest.substr(0, rest.find_first_of(" \t"));
+  return absl::SimpleAtoi(Av(line.substr(0, slash)), in_buffer) &&
+         absl::SimpleAtoi(Av(rest), written);
+}
+
+uint64_t LostEvents(std::string_view line) {
+  const size_t p = line.find("[LOST ");
+  if (p == std::string_view::npos) return 0;
+  std::string_view rest = line.substr(p + 6);
+  uint64_t n;
+  if (!absl::SimpleAtoi(Av(rest.substr(0, rest.find(' '))), &n)) return 0;
+  return n;
+}
+
+absl::Status CaptureTrace(const CaptureOptions& o) {
+  if (o.argv.empty()) return absl::InvalidArgumentError("no command given");
+  if (o.out_dir.empty()) return absl::InvalidArgumentError("no output folder given");
+  if (o.buffer_kb < 1 || o.buffer_kb > kMaxCaptureBufferKb) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("buffer size %d KiB: must be between 1 and %d KiB per CPU", o.buffer_kb,
+                        kMaxCaptureBufferKb));
+  }
+  // Mistakes the user can fix without root come first.
+  std::string out = o.out_dir;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (absl::Status s = CheckOutDir(out); !s.ok()) return s;
+  if (absl::Status s = CheckCommand(o.argv[0]); !s.ok()) return s;
+  if (geteuid() != 0) {
+    return absl::PermissionDeniedError("needs root to write tracefs (run it with sudo)");
+  }
+
+  if (absl::Status s = EnsureTracefs(o.tracefs, o.progress); !s.ok()) return s;
+  // tracefs is one for the whole machine: two captures at once would switch each other's
+  // events off and clear each other's buffer. The lock goes with the descriptor.
+  UniqueFd lock(open(o.tracefs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!lock.valid()) {
+    return absl::InternalError(absl::StrFormat("cannot open %s: %s", o.tracefs, Errno(errno)));
+  }
+  if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    Say(o.progress, "waiting for another activemm capture on {} to finish", o.tracefs);
+    while (flock(lock.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        return absl::InternalError(absl::StrFormat("cannot lock %s: %s", o.tracefs, Errno(errno)));
+      }
+    }
+  }
+
+  // Everything is built in a folder next to OUT_DIR (the same file system) and renamed into
+  // place at the end, so OUT_DIR is whole or absent.
+  const std::filesystem::path out_path(out);
+  std::filesystem::path parent = out_path.parent_path();
+  if (parent.empty()) parent = ".";
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrFormat("cannot create the folder %s: %s", parent.string(), ec.message()));
+  }
+  std::string pattern =
+      (parent / ("." + out_path.filename().string() + ".capture-XXXXXX")).string();
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(
+        absl::StrFormat("cannot create a folder in %s: %s", parent.string(), Errno(errno)));
+  }
+  TempDir tmp(pattern);
+  // mkdtemp makes it private; the capture gets the modes an ordinary mkdir would give it.
+  const mode_t mask = umask(0);
+  umask(mask);
+  chmod(tmp.path().c_str(), 0777 & ~mask);
+
+  {
+    ScopedSignalForwarding forward;
+    TracefsSettings settings(o.tracefs, o.progress);
+    if (absl::Status s = Record(o, tmp.path(), settings); !s.ok()) return s;
+  }
+
+  if (rename(tmp.path().c_str(), out.c_str()) != 0) {
+    const int e = errno;
+    if (e == ENOTEMPTY || e == EEXIST || e == ENOTDIR) {
+      return absl::AlreadyExistsError(absl::StrFormat(
+          "%s was created or filled while capturing; nothing was written to it", out));
+    }
+    return absl::InternalError(
+        absl::StrFormat("cannot rename %s to %s: %s", tmp.path(), out, Errno(e)));
+  }
+  tmp.Release();
+  if (UniqueFd d(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)); d.valid()) {
+    fsync(d.get());  // the rename itself survives a crash
+  }
+  Say(o.progress, "wrote {}/: trace.txt, tgids.txt, kthreads.txt, kernel.txt", out);
+  return absl::OkStatus();
+}
+
+}  // namespace activemm

@@ -1,0 +1,113 @@
+// Real Linux traces: the ftrace text format of `activemm capture` (and of ../shared/traces),
+// parsed into events. The parser never fails on a bad line: it counts and skips it, so a
+// truncated or hand-edited trace still replays as far as it makes sense.
+//
+// A line looks like
+//   "            bash-6140    (   6140) [001] d..2.   713.868165: sched_switch: prev_comm=..."
+//   COMM-PID (TGID) [CPU] FLAGS TIMESTAMP: EVENT: FIELDS
+// COMM may contain spaces and dashes (the PID is after the last '-' before the '('); TGID is
+// "-------" for the idle task. Lines starting with '#' are comments; "CPU:N [LOST M EVENTS]"
+// marks events the ring buffer dropped on CPU N.
+#ifndef ACTIVEMM_VMM_TRACE_H_
+#define ACTIVEMM_VMM_TRACE_H_
+
+#include <stdint.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace activemm {
+
+enum class TraceEventKind {
+  kSwitch,  // sched_switch
+  kFork,    // sched_process_fork
+  kExec,    // sched_process_exec
+  kExit,    // sched_process_exit
+  kFlush,   // tlb_flush
+  kLost,    // a "[LOST N EVENTS]" marker: `lost` events of `cpu` are missing before this line
+            // (no task: pid -1, timestamp_ns 0; lost 0 for "[LOST EVENTS]", an unknown count)
+};
+
+// include/linux/mm_types.h, enum tlb_flush_reason.
+enum class FlushReason : int {
+  kTaskSwitch = 0,          // "flush on task switch": a CR3 load (the replay's answer)
+  kRemoteShootdown = 1,     // flush_tlb_func from a flush IPI
+  kLocalShootdown = 2,      // flush_tlb_func for a kernel (mm == NULL) flush
+  kLocalMmShootdown = 3,    // flush_tlb_func on the initiating CPU
+  kRemoteSendIpi = 4,       // flush_tlb_multi sends flush IPIs
+  kRemoteWrongCpu = 5,      // flush_tlb_func on a CPU that no longer runs the mm
+};
+
+struct TraceEvent {
+  TraceEventKind kind = TraceEventKind::kSwitch;
+  int line = 0;       // 1-based line number in trace.txt
+  int cpu = 0;        // [CPU]
+  int pid = 0;        // the task named at the start of the line (the one running on `cpu`)
+  int tgid = -1;      // (TGID); -1 for "-------" (idle) or a trace without the TGID column
+  std::string comm;   // COMM of that task
+  std::string flags;  // the 5-character column, e.g. "d..2." (irqs off, preempt depth 2)
+  int64_t timestamp_ns = 0;
+
+  // kSwitch
+  std::string prev_comm, next_comm;
+  int prev_pid = 0, next_pid = 0;
+  std::string prev_state;  // "R", "S", "D", "I", "X", "Z", "R+", ...
+  // kFork: parent = pid (the line's task), child below. kExec and kExit: `pid` field.
+  int child_pid = 0;
+  std::string child_comm;
+  std::string filename;  // kExec
+  // kFlush
+  int64_t pages = 0;  // -1: TLB_FLUSH_ALL
+  FlushReason reason = FlushReason::kTaskSwitch;
+  // kLost
+  uint64_t lost = 0;
+};
+
+struct TraceStats {
+  int lines = 0;           // every line of the file
+  int comments = 0;        // '#' lines and blank lines
+  int events = 0;          // parsed events (kLost markers included)
+  int malformed = 0;       // lines that are not a comment, a LOST marker or a known event;
+                           // also events on a CPU >= num_cpus and an unreadable "#P:" header
+  int other_events = 0;    // well-formed lines of events the replay does not use
+  int lost_markers = 0;
+  uint64_t lost_events = 0;
+  std::vector<int> malformed_lines;  // the first few, for messages (at most 10)
+};
+
+struct Trace {
+  int num_cpus = 0;  // from the header's "#P:N"; 0 when absent (LoadTraceDir: kernel.txt's)
+  std::vector<TraceEvent> events;  // in file order
+  TraceStats stats;
+};
+
+// Parses the ftrace text. Never fails: malformed lines are counted in stats.
+Trace ParseTrace(std::string_view text);
+
+// A trace folder: trace.txt (required), tgids.txt ("PID TGID" per line), kthreads.txt (a PID
+// per line), kernel.txt (release, then CPU count). Missing optional files are empty.
+struct TraceDir {
+  std::string path;
+  Trace trace;
+  std::map<int, int> tgids;  // pid -> tgid
+  std::set<int> kthreads;    // pids that were kernel threads when the recording stopped
+  std::string kernel_release;
+  int kernel_cpus = 0;
+  int bad_aux_lines = 0;  // malformed lines in tgids.txt / kthreads.txt / kernel.txt
+};
+
+// Reads a trace folder. Errors (kNotFound, kInvalidArgument) name the file: a missing folder or
+// trace.txt, a trace.txt with no event at all, or a CPU count that is neither in the header nor
+// in kernel.txt.
+absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path);
+
+const char* TraceEventKindName(TraceEventKind k);  // "sched_switch", ..., "lost"
+
+}  // namespace activemm
+
+#endif  // ACTIVEMM_VMM_TRACE_H_
