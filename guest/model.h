@@ -70,7 +70,17 @@ void enter_lazy_tlb(int32_t mm);
 // After a page-table change of mm in [start, end): tlb_gen += 1, IPIs to the other CPUs in
 // mm_cpumask that need them, and the local flush (flush_tlb_mm_range): INVLPG per page up to 33
 // pages, else a full flush. freed_tables: page-table pages were freed, lazy CPUs are IPI'd too.
-void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables = false);
+// late: CPUs whose IPI is posted without waiting, to be handled after their next step
+// (flush_tlb_late_ipi), as a replayed trace shows the IPI landing after a switch.
+void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables = false,
+                        uint64_t late = 0);
+// flush_tlb_mm_range in two halves, for a replayed trace whose other CPUs act between them:
+// the tlb_gen increment (and the flush's description in this CPU's flush_info), then the
+// IPIs and the local flush.
+void flush_tlb_mm_range_begin(int32_t mm, uint64_t start, uint64_t end, bool freed_tables);
+void flush_tlb_mm_range_finish(uint64_t late);
+// A flush IPI this CPU was sent late (see flush_tlb_mm_range): handled now, if any.
+void flush_tlb_late_ipi();
 // The flush IPI's handler: runs flush_tlb_func for every CPU that asked this one.
 void flush_tlb_ipi();
 // flush_tlb_mm: the whole mm, page-table pages freed (fork, exit_mmap).

@@ -121,8 +121,18 @@ void ExecuteStep(const abi::Step& s) {
       // The flushed range: the mm's data area, as far as the trace said (INVLPG of an address
       // nothing maps is harmless); the whole address space for TLB_FLUSH_ALL.
       const uint64_t pages = s.pages == abi::kFlushAllPages ? (1ull << 35) : s.pages;
-      flush_tlb_mm_range(s.mm, abi::kUserDataVa, abi::kUserDataVa + pages * x86::kPageSize,
-                         s.arg == abi::kFlushFreedTables);
+      const uint64_t start = abi::kUserDataVa, end = start + pages * x86::kPageSize;
+      const bool freed = s.arg & abi::kFlushFreedTables;
+      if (s.arg & abi::kFlushBegin) {
+        flush_tlb_mm_range_begin(s.mm, start, end, freed);
+      } else if (s.arg & abi::kFlushFinish) {
+        GUEST_CHECK_VALUES(this_cpu()->flush_info.mm == s.mm, 2,
+                           static_cast<uint64_t>(this_cpu()->flush_info.mm),
+                           static_cast<uint64_t>(s.mm));
+        flush_tlb_mm_range_finish(abi::LateIpiCpus(s));
+      } else {
+        flush_tlb_mm_range(s.mm, start, end, freed, abi::LateIpiCpus(s));
+      }
       return;
     }
     case abi::StepOp::kVerify:
@@ -177,6 +187,8 @@ void RecordStep(uint32_t i) {
 void FinishStep() {
   PerCpu* self = this_cpu();
   RecordStep(self->cur_step);
+  // After the step's result: a late flush IPI's CR3 load (leave_mm) is not the step's.
+  flush_tlb_late_ipi();
   if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
   const uint32_t i = self->cur_step;
   const abi::Step& s = steps[i];

@@ -229,23 +229,36 @@ void flush_tlb_ipi() {
   }
 }
 
-void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables) {
-  MmStruct* m = Mm(mm);
+void flush_tlb_late_ipi() {
   PerCpu* self = this_cpu();
-  const uint64_t me = uint64_t{1} << self->cpu;
+  if (!self->late_flush_pending) return;
+  self->late_flush_pending = false;
+  flush_tlb_func(self->late_flush, /*local=*/false);
+  this_rq()->late_ipi_pending = 0;
+}
+
+void flush_tlb_mm_range_begin(int32_t mm, uint64_t start, uint64_t end, bool freed_tables) {
+  MmStruct* m = Mm(mm);
   ++counters().shootdowns;
   // Increment first, then read the mask (see switch_mm_irqs_off for the other half of the race).
   const uint64_t new_tlb_gen = __atomic_add_fetch(&m->tlb_gen, 1, __ATOMIC_SEQ_CST);
-  PerCpu::FlushInfo& f = self->flush_info;
+  PerCpu::FlushInfo& f = this_cpu()->flush_info;
   f.mm = mm;
-  f.initiator = self->cpu;
+  f.initiator = this_cpu()->cpu;
   const bool full = (end - start) / x86::kPageSize > kSinglePageFlushCeiling;
   f.start = full ? 0 : start;
   f.end = full ? kFlushAll : end;
   f.new_tlb_gen = new_tlb_gen;
   f.freed_tables = freed_tables;
   f.shoot_lazy = false;
+}
 
+void flush_tlb_mm_range_finish(uint64_t late) {
+  PerCpu* self = this_cpu();
+  const uint64_t me = uint64_t{1} << self->cpu;
+  PerCpu::FlushInfo& f = self->flush_info;
+  const int32_t mm = f.mm;
+  MmStruct* m = Mm(mm);
   const uint64_t mask = __atomic_load_n(&m->cpumask, __ATOMIC_SEQ_CST);
   if (mask & ~me) {
     // flush_tlb_multi: every CPU of the mask that should_flush_tlb, this one included.
@@ -257,10 +270,30 @@ void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tab
       targets |= uint64_t{1} << cpu;
     }
     if ((mask & me) && should_flush_tlb(self->cpu, f)) flush_tlb_func(f, /*local=*/true);
-    CallOnCpus(targets);
+    // The late ones get their own copy: this CPU's flush_info may be reused before they run.
+    // A second late flush before the first was handled merges into a full one (it catches the
+    // CPU up to the newer generation, which covers both).
+    for (uint64_t t = targets & late; t != 0; t &= t - 1) {
+      PerCpu& target = percpu[__builtin_ctzll(t)];
+      PerCpu::FlushInfo copy = f;
+      if (target.late_flush_pending) copy.end = kFlushAll;
+      // Published before the target's next step begins: the step loop's release/acquire on
+      // next_step orders it (late IPIs are a replay feature: no parallel blocks there).
+      target.late_flush = copy;
+      target.late_flush_pending = true;
+      cpu_mm[target.cpu].late_ipi_pending = 1;
+      ++counters().ipis_sent;
+    }
+    CallOnCpus(targets & ~late);
   } else if (this_rq()->loaded_mm == mm) {
     flush_tlb_func(f, /*local=*/true);
   }
+}
+
+void flush_tlb_mm_range(int32_t mm, uint64_t start, uint64_t end, bool freed_tables,
+                        uint64_t late) {
+  flush_tlb_mm_range_begin(mm, start, end, freed_tables);
+  flush_tlb_mm_range_finish(late);
 }
 
 void flush_tlb_mm(int32_t mm) { flush_tlb_mm_range(mm, 0, 1ull << 47, /*freed_tables=*/true); }

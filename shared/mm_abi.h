@@ -147,7 +147,8 @@ struct CpuMmState {
   uint16_t loaded_mm_asid;
   uint16_t next_asid;
   uint8_t is_lazy;
-  uint8_t reserved[3];
+  uint8_t late_ipi_pending;  // a flush IPI is on its way here (replay: it lands after a switch)
+  uint8_t reserved[2];
   TlbContext ctxs[kMaxAsids];
   MmCounters counters;
 };
@@ -184,9 +185,13 @@ inline constexpr uint32_t kExitKeepsRunning = 1;
 // kRun and kIdle's arg: the task switched out is dead (its last __schedule, from do_task_dead).
 // Without it an exiting task that is switched out was preempted, and runs again later.
 inline constexpr uint32_t kSwitchPrevDies = 1;
-// kFlush: pages means the whole address space; arg: page-table pages were freed.
+// kFlush: pages means the whole address space; arg: kFlushFreedTables (page-table pages were
+// freed), and at most one of kFlushBegin (only the tlb_gen increment) and kFlushFinish (only the
+// IPIs and the local flush of the flush this CPU began last).
 inline constexpr uint32_t kFlushAllPages = 0xffffffffu;
 inline constexpr uint32_t kFlushFreedTables = 1;
+inline constexpr uint32_t kFlushBegin = 2;
+inline constexpr uint32_t kFlushFinish = 4;
 
 inline constexpr uint32_t kStepVerifyAfter = 1;  // the host verifies after this step
 
@@ -194,15 +199,25 @@ struct Step {
   uint32_t op;  // StepOp
   uint32_t cpu;
   int32_t task;
-  int32_t parent;
+  int32_t parent;  // kFlush: the high half of the late CPUs (LateIpiCpus)
   int32_t mm;
   uint32_t pages;
-  uint32_t prot;   // kPageWritable or 0 (mprotect)
+  uint32_t prot;   // kPageWritable or 0 (mprotect); kFlush: the low half of the late CPUs
   uint32_t flags;  // kStepVerifyAfter
   uint32_t index;  // the step's index in the scenario file (for reports)
   uint32_t arg;
 };
 static_assert(sizeof(Step) == 40);
+
+// kFlush: the CPUs whose flush IPI lands only after their next step (a replayed trace shows
+// them switching away before they handled it). The initiator does not wait for them.
+inline uint64_t LateIpiCpus(const Step& s) {
+  return (uint64_t{static_cast<uint32_t>(s.parent)} << 32) | s.prot;
+}
+inline void SetLateIpiCpus(Step& s, uint64_t cpus) {
+  s.prot = static_cast<uint32_t>(cpus);
+  s.parent = static_cast<int32_t>(static_cast<uint32_t>(cpus >> 32));
+}
 
 enum class LazyMode : uint32_t {
   kOn = 1,         // Linux today: CONFIG_MMU_LAZY_TLB_REFCOUNT=y

@@ -189,8 +189,10 @@ void MmVerifier::CheckCpus(const ModelSnapshot& s, const std::vector<kvm_sregs>&
                                      c, MmName(loaded), mm.cpumask)});
     }
     // After every shootdown has completed, a CPU that runs on the mm (not lazy) has caught up
-    // with its generation; only lazy CPUs may be behind, until their next switch to it.
-    if (loaded != abi::kInitMm && !cpu.is_lazy && cpu.loaded_mm_asid < abi::kMaxAsids &&
+    // with its generation; only lazy CPUs may be behind, until their next switch to it, and a
+    // CPU whose flush IPI has not landed yet (a replayed trace shows it switching first).
+    if (loaded != abi::kInitMm && !cpu.is_lazy && !cpu.late_ipi_pending &&
+        cpu.loaded_mm_asid < abi::kMaxAsids &&
         cpu.ctxs[cpu.loaded_mm_asid].tlb_gen != mm.tlb_gen) {
       out.push_back({"tlb_gen", absl::StrFormat("CPU %d runs on mm %s (not lazy) with its ASID %d "
                                                 "at tlb_gen %d, but the mm is at %d: a flush "

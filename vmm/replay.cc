@@ -53,6 +53,12 @@ std::vector<SwitchOutcome> TraceTruth(const Trace& trace,
     seen[ev[i].cpu] = i;
   }
   std::vector<SwitchOutcome> out(switches.size());
+  // A trace without a single CR3 load event was recorded without them (or had them removed):
+  // there is nothing to score against, rather than "no switch loaded CR3".
+  const bool has_loads = std::any_of(ev.begin(), ev.end(), [](const TraceEvent& e) {
+    return e.kind == TraceEventKind::kFlush && e.reason == FlushReason::kTaskSwitch;
+  });
+  if (!has_loads) return out;
   for (size_t k = 0; k < switches.size(); ++k) {
     const int j = next[switches[k].event];
     SwitchOutcome& o = out[k];
@@ -202,9 +208,10 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
                         p.exits, p.exits_after_preemption);
   absl::StrAppendFormat(&out,
                         "flushes replayed: %d (also: %d local halves of an IPI flush, %d of "
-                        "fork, %d by tasks without an mm, %d moved onto exec's new mm)\n",
+                        "fork, %d by tasks without an mm, %d moved onto exec's new mm); %d "
+                        "IPIs land after their target switched\n",
                         p.flushes, p.flushes_local_part, p.flushes_of_fork, p.flushes_without_mm,
-                        p.flushes_retargeted);
+                        p.flushes_retargeted, p.late_ipis);
   absl::StrAppendFormat(&out,
                         "inferred: %d switches (%d away from an untraced idle task), %d exits; "
                         "%d events skipped\n",
@@ -220,6 +227,11 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
                         rep.totals.ipis_sent, rep.violations.size());
   for (const Violation& v : rep.violations) {
     absl::StrAppendFormat(&out, "  violation [%s] %s\n", v.rule, v.message);
+  }
+  if (s.scored == 0 && s.placed > 0) {
+    absl::StrAppendFormat(&out,
+                          "no score: the trace has no CR3 load events (tlb_flush reason 0, "
+                          "\"flush on task switch\") to compare with\n");
   }
   absl::StrAppendFormat(&out,
                         "switches: %d; placed %d, not placed %d; scored %d (truth unknown for "
@@ -311,6 +323,7 @@ std::string ReplayJson(const TraceDir& dir, const ReplayResult& r) {
                 {"flushes_of_fork", p.flushes_of_fork},
                 {"flushes_without_mm", p.flushes_without_mm},
                 {"flushes_retargeted", p.flushes_retargeted},
+                {"late_ipis", p.late_ipis},
                 {"inferred_switches", p.inferred_switches},
                 {"inferred_idle_exits", p.inferred_idle_exits},
                 {"inferred_exits", p.inferred_exits},

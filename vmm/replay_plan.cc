@@ -1,5 +1,7 @@
 #include "vmm/replay_plan.h"
 
+#include <algorithm>
+#include <climits>
 #include <map>
 #include <set>
 #include <string_view>
@@ -76,17 +78,19 @@ class Planner {
     }
     sc.mm_names.push_back("init_mm");
     users_.push_back(1);
-    pending_local_.assign(cpus, -1);
     for (const TraceEvent& e : events_) {
       sc.step_ops.push_back(absl::StrFormat("line %d: %s", e.line, TraceEventKindName(e.kind)));
     }
     Prescan();
 
-    for (event_ = 0; event_ < static_cast<int>(events_.size()); ++event_) {
+    for (cur_pos_ = 0; cur_pos_ < static_cast<int>(order_.size()); ++cur_pos_) {
+      const auto [i, phase] = order_[cur_pos_];
+      event_ = i;
       const TraceEvent& e = events_[event_];
-      absl::Status s = Apply(e);
+      absl::Status s = phase == 0 ? Apply(e) : FlushFinish(e);
       if (!s.ok()) return s;
-      if (options_.verify_every > 0 &&
+      // Not while a flush is half done: a CPU is behind its mm's tlb_gen until the flush ends.
+      if (options_.verify_every > 0 && open_flushes_.empty() &&
           static_cast<int>(sc.program.size()) - last_verify_ >= options_.verify_every) {
         AddVerify(HostCheck::Kind::kCheckpoint, event_);
       }
@@ -105,15 +109,80 @@ class Planner {
   void Prescan() {
     tgid_ = dir_.tgids;
     next_on_cpu_.assign(events_.size(), -1);
+    on_cpu_.assign(dir_.trace.num_cpus, {});
     std::map<int, int> last;  // cpu -> last event index
     for (int i = 0; i < static_cast<int>(events_.size()); ++i) {
       const TraceEvent& e = events_[i];
       if (e.tgid > 0) tgid_.emplace(e.pid, e.tgid);
       if (e.kind == TraceEventKind::kExec) execs_[e.pid].push_back(i);
       if (e.kind == TraceEventKind::kFlush && e.reason == FlushReason::kTaskSwitch) continue;
+      if (e.cpu >= 0 && e.cpu < dir_.trace.num_cpus) on_cpu_[e.cpu].push_back(i);
       auto it = last.find(e.cpu);
       if (it != last.end()) next_on_cpu_[it->second] = i;
       last[e.cpu] = i;
+    }
+    Order();
+  }
+
+  // Whether event i is a flush_tlb_mm_range the replay applies: a reason 4 or 3 line that is
+  // not the local half of the reason 4 just before it on its CPU.
+  bool IsFlushInput(int i) const {
+    const TraceEvent& e = events_[i];
+    return e.kind == TraceEventKind::kFlush && !local_half_[i] &&
+           (e.reason == FlushReason::kLocalMmShootdown || e.reason == FlushReason::kRemoteSendIpi);
+  }
+
+  // The order events are applied in. A flush_tlb_mm_range increments tlb_gen well before it
+  // traces its IPIs (reason 4) or its local flush (reason 3), and a switch on another CPU reads
+  // tlb_gen after it traced sched_switch: such a switch, traced just before the flush's
+  // line, can already have seen the new generation while the IPIs were chosen after it. So a
+  // flush is applied in two halves: the increment as of increment_lead_ns before its line (in
+  // practice: before what other CPUs traced in the same microsecond), the IPIs and the local
+  // flush at it. Each CPU's own events keep their order.
+  void Order() {
+    local_half_.assign(events_.size(), false);
+    for (size_t i = 0; i < events_.size(); ++i) {
+      const TraceEvent& e = events_[i];
+      if (e.kind != TraceEventKind::kFlush || e.reason != FlushReason::kRemoteSendIpi) continue;
+      const int j = next_on_cpu_[i];
+      if (j >= 0 && events_[j].kind == TraceEventKind::kFlush && events_[j].pid == e.pid &&
+          (events_[j].reason == FlushReason::kLocalMmShootdown ||
+           events_[j].reason == FlushReason::kRemoteWrongCpu)) {
+        local_half_[j] = true;
+      }
+    }
+    struct Entry {
+      int64_t at;
+      int event;
+      int phase;
+    };
+    std::vector<Entry> entries;
+    entries.reserve(events_.size() * 5 / 4);
+    std::vector<int64_t> last(dir_.trace.num_cpus, INT64_MIN);
+    for (size_t i = 0; i < events_.size(); ++i) {
+      const TraceEvent& e = events_[i];
+      const bool own_cpu = e.cpu >= 0 && e.cpu < dir_.trace.num_cpus;
+      auto add = [&](int64_t t, int phase) {
+        if (own_cpu) {
+          t = std::max(t, last[e.cpu]);
+          last[e.cpu] = t;
+        }
+        entries.push_back({t, static_cast<int>(i), phase});
+      };
+      if (IsFlushInput(static_cast<int>(i))) {
+        add(e.timestamp_ns - options_.increment_lead_ns, 0);
+        add(e.timestamp_ns, 1);
+      } else {
+        add(e.timestamp_ns, 0);
+      }
+    }
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const Entry& a, const Entry& b) { return a.at < b.at; });
+    order_.clear();
+    pos_.assign(events_.size(), 0);
+    for (const Entry& en : entries) {
+      if (en.phase == 0) pos_[en.event] = static_cast<int>(order_.size());
+      order_.push_back({en.event, en.phase});
     }
   }
 
@@ -125,6 +194,32 @@ class Planner {
       if (i > event_) return i;
     }
     return -1;
+  }
+
+  // The first event of `cpu` applied after the entry being applied now (reason-0 lines left
+  // out), or -1.
+  int NextOnCpuAfterNow(int cpu) const {
+    const std::vector<int>& v = on_cpu_[cpu];  // in trace order, which is their applied order
+    auto it = std::upper_bound(v.begin(), v.end(), cur_pos_,
+                               [&](int p, int e) { return p < pos_[e]; });
+    return it == v.end() ? -1 : *it;
+  }
+
+  // The CPUs a flush IPI of mm sent at event i reaches only after they switched away: they run
+  // mm (so the IPI is sent) but the next thing they show is that switch, not the flush the IPI
+  // makes them do (reason 1). IPIs take microseconds here; a switch can come first.
+  uint64_t LateIpiTargets(int initiator, int32_t mm) const {
+    uint64_t late = 0;
+    for (int cpu = 0; cpu < dir_.trace.num_cpus; ++cpu) {
+      if (cpu == initiator) continue;
+      const PlanTask& cur = tasks_[curr_[cpu]];
+      if (cur.mm != mm) continue;
+      const int j = NextOnCpuAfterNow(cpu);
+      if (j >= 0 && events_[j].kind == TraceEventKind::kSwitch && events_[j].prev_pid == cur.pid) {
+        late |= uint64_t{1} << cpu;
+      }
+    }
+    return late;
   }
 
   int TgidOf(int pid) const {
@@ -264,6 +359,7 @@ class Planner {
     const bool to_idle = t == cpu;
     abi::Step s = MakeStep(to_idle ? abi::StepOp::kIdle : abi::StepOp::kRun, cpu,
                            to_idle ? abi::kNoTask : t);
+    s.mm = n.mm;  // not read by the guest (it follows next->mm): names the mm in --plan output
     PlanTask& p = tasks_[prev];
     const bool dies = prev_dies && p.exiting;
     if (dies) s.arg = abi::kSwitchPrevDies;
@@ -308,9 +404,6 @@ class Planner {
   // ---- events ----
 
   absl::Status Apply(const TraceEvent& e) {
-    // A reason 3 or 5 line right after this CPU's reason 4 is the local half of that flush.
-    const int pending = pending_local_[e.cpu];
-    pending_local_[e.cpu] = -1;
     switch (e.kind) {
       case TraceEventKind::kSwitch:
         return Switch(e);
@@ -321,16 +414,11 @@ class Planner {
       case TraceEventKind::kExit:
         return Exit(e);
       case TraceEventKind::kFlush:
-        if ((e.reason == FlushReason::kLocalMmShootdown ||
-             e.reason == FlushReason::kRemoteWrongCpu) &&
-            pending == e.pid) {
+        if (local_half_[event_]) {
           ++out_.stats.flushes_local_part;
           return absl::OkStatus();
         }
-        if (e.reason == FlushReason::kLocalMmShootdown ||
-            e.reason == FlushReason::kRemoteSendIpi) {
-          return Flush(e);
-        }
+        if (IsFlushInput(event_)) return FlushBegin(e);
         return absl::OkStatus();  // reason 0 is the answer; 1, 2, 5 are consequences
       case TraceEventKind::kLost:
         return absl::OkStatus();
@@ -399,8 +487,8 @@ class Planner {
     return true;
   }
 
-  absl::Status Flush(const TraceEvent& e) {
-    if (e.reason == FlushReason::kRemoteSendIpi) pending_local_[e.cpu] = e.pid;
+  // The first half of a flush: its tlb_gen increment (see Order()).
+  absl::Status FlushBegin(const TraceEvent& e) {
     if (e.pid == 0) {
       ++out_.stats.flushes_without_mm;
       return absl::OkStatus();
@@ -423,9 +511,29 @@ class Planner {
     abi::Step s = MakeStep(abi::StepOp::kFlush, e.cpu, *t);
     s.mm = task.mm;
     s.pages = e.pages < 0 || e.pages > 64 ? abi::kFlushAllPages : static_cast<uint32_t>(e.pages);
-    s.arg = 0;  // freed_tables is not in the trace; lazy CPUs catch up at their next switch
+    // freed_tables is not in the trace: lazy CPUs catch up at their next switch instead.
+    s.arg = abi::kFlushBegin;
     Emit(s);
+    open_flushes_[event_] = *t;
     ++out_.stats.flushes;
+    return absl::OkStatus();
+  }
+
+  // The second half: the IPIs (some landing late) and the local flush.
+  absl::Status FlushFinish(const TraceEvent& e) {
+    auto it = open_flushes_.find(event_);
+    if (it == open_flushes_.end()) return absl::OkStatus();  // its first half was not replayed
+    const int32_t t = it->second;
+    open_flushes_.erase(it);
+    abi::Step s = MakeStep(abi::StepOp::kFlush, e.cpu, t);
+    s.mm = tasks_[t].mm;
+    s.arg = abi::kFlushFinish;
+    if (e.reason == FlushReason::kRemoteSendIpi) {
+      const uint64_t late = LateIpiTargets(e.cpu, s.mm);
+      abi::SetLateIpiCpus(s, late);
+      out_.stats.late_ipis += __builtin_popcountll(late);
+    }
+    Emit(s);
     return absl::OkStatus();
   }
 
@@ -649,10 +757,15 @@ class Planner {
   std::map<int, int32_t> by_pid_;  // live tasks (not idle)
   std::vector<int> users_;         // mm slot -> mm_users as planned
   std::vector<int32_t> curr_;      // per CPU
-  std::vector<int> pending_local_;  // per CPU: pid whose reason-4 flush may show a local half
+  std::vector<bool> local_half_;  // flush lines that are the local half of a reason 4 before them
+  std::map<int, int32_t> open_flushes_;  // flush events begun and not finished -> their task
   std::map<int, int> tgid_;
   std::map<int, std::vector<int>> execs_;  // pid -> its exec events
   std::vector<int> next_on_cpu_;
+  std::vector<std::pair<int, int>> order_;  // (event, half) in the order they are applied
+  std::vector<int> pos_;  // event index -> the place of its (first) entry in order_
+  int cur_pos_ = 0;       // the entry being applied
+  std::vector<std::vector<int>> on_cpu_;  // per CPU: its events in order (reason 0 left out)
   std::set<int> dup_forks_;  // fork events whose dup_mmap flush was recognised
 };
 

@@ -51,6 +51,7 @@ struct ReplayPlanStats {
   int flushes_of_fork = 0;      // dup_mmap's flush_tlb_mm, which the emulated fork does itself
   int flushes_without_mm = 0;   // by a task with no mm of its own (kernel thread, exiting task)
   int flushes_retargeted = 0;   // before an exec event, on the new mm (setup_arg_pages)
+  int late_ipis = 0;  // flush IPIs that land after their target switched away
   int inferred_switches = 0;    // switches the trace implies but does not show
   int inferred_idle_exits = 0;  // ... of which away from an idle task (untraced on some CPUs)
   int inferred_exits = 0;       // a task switched out dead without an exit event
@@ -67,6 +68,11 @@ struct ReplayPlan {
 struct ReplayPlanOptions {
   bool verify_every_step = false;
   int verify_every = 1000;  // a full verification after every this many program steps (0: end only)
+  // How long before its trace line a flush's tlb_gen increment counts as done (see Order()):
+  // 1 ns puts it before whatever another CPU traced in the same microsecond (the trace clock's
+  // resolution), and after anything earlier. Leads of 1.5 us and more make the mmap/munmap
+  // captures worse (a switch traced 1-2 us before the flush line did not see it).
+  int64_t increment_lead_ns = 1;
 };
 
 // Builds the program. Fails (kInvalidArgument, naming the trace) only when the trace needs
