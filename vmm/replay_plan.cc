@@ -132,6 +132,27 @@ class Planner {
            (e.reason == FlushReason::kLocalMmShootdown || e.reason == FlushReason::kRemoteSendIpi);
   }
 
+  // Whether a switch another CPU traced in the same microsecond as flush i read tlb_gen before
+  // the flush incremented it: that CPU then handled the flush's IPI (reason 1, a real flush)
+  // before it did anything else, which it would not have needed had it seen the increment.
+  bool SeenBeforeIncrement(int i) const {
+    const int64_t ts = events_[i].timestamp_ns;
+    for (int dir : {-1, 1}) {
+      for (int j = i + dir; j >= 0 && j < static_cast<int>(events_.size()) &&
+                            events_[j].timestamp_ns == ts;
+           j += dir) {
+        const TraceEvent& s = events_[j];
+        if (s.kind != TraceEventKind::kSwitch || s.cpu == events_[i].cpu) continue;
+        const int k = next_on_cpu_[j];
+        if (k >= 0 && events_[k].kind == TraceEventKind::kFlush &&
+            events_[k].reason == FlushReason::kRemoteShootdown) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
   // The order events are applied in. A flush_tlb_mm_range increments tlb_gen well before it
   // traces its IPIs (reason 4) or its local flush (reason 3), and a switch on another CPU reads
   // tlb_gen after it traced sched_switch: such a switch, traced just before the flush's
@@ -170,7 +191,8 @@ class Planner {
         entries.push_back({t, static_cast<int>(i), phase});
       };
       if (IsFlushInput(static_cast<int>(i))) {
-        add(e.timestamp_ns - options_.increment_lead_ns, 0);
+        const int64_t lead = SeenBeforeIncrement(static_cast<int>(i)) ? 0 : options_.increment_lead_ns;
+        add(e.timestamp_ns - lead, 0);
         add(e.timestamp_ns, 1);
       } else {
         add(e.timestamp_ns, 0);
