@@ -71,6 +71,8 @@ extern "C" [[noreturn]] void guest_main(uint64_t cpu_index, const abi::BootParam
       RunSelftest();
     case abi::Program::kScenario:
       RunScenario();
+    case abi::Program::kCost:
+      RunCost();
   }
   Panic(__FILE__, __LINE__, "unknown program", 1, params->program);
 }

@@ -21,6 +21,9 @@ struct ModelConfig {
   abi::PcidMode pcid = abi::PcidMode::kModeled;
   uint32_t num_asids = abi::kDefaultAsids;
   abi::MmBug bug = abi::MmBug::kNone;
+  // A user task switched in runs its ring-3 burst (after_switch). The cost benchmark turns it
+  // off: it measures the switch alone, and the burst is mostly native ring-3 work besides.
+  bool user_bursts = true;
 };
 
 extern ModelConfig model;
@@ -110,6 +113,11 @@ void run_user_burst();
 [[noreturn]] void RunScenario();
 // Where a new task starts (after ret_from_fork): finish the step that switched to it.
 [[noreturn]] void StepLoopResume();
+
+// ---- cost.cc ----
+[[noreturn]] void RunCost();
+// Where a new task of the cost benchmark starts (after ret_from_fork).
+[[noreturn]] void CostTaskStart();
 
 }  // namespace activemm::guest
 

@@ -40,6 +40,9 @@ struct PerCpu {
   uint32_t cur_step;       // the scenario step this CPU is executing
   uint64_t step_cr3_writes;   // this CPU's cr3_writes when the step began
   uint64_t step_cr3_flushes;  // ... and cr3_writes_flush
+  uint64_t step_tsc;          // ... and the TSC
+  uint64_t step_ipi_cpus;     // flush IPIs sent in the step (guest/tlb.cc)
+  uint64_t step_leave_mm;     // atomic: CPUs that left their lazy mm because of the step
   // In a parallel block: the next step of the block to look at (0 when in none), the block's
   // end, and the last block this CPU has finished its part of.
   uint32_t par_next;

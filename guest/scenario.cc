@@ -13,7 +13,7 @@ namespace {
 
 constinit const abi::ScenarioHeader* header = nullptr;
 constinit const abi::Step* steps = nullptr;
-constinit uint8_t* results = nullptr;  // abi::StepResult per step, for the host
+constinit abi::StepRecord* records = nullptr;  // one per step, for the host
 constinit uint32_t next_step = 0;  // the step to execute next; written by the CPU that ran the last
 constinit abi::MmDirectory* directory = nullptr;
 constinit uint32_t block_finished = 0;  // CPUs done with the current parallel block (atomic)
@@ -168,27 +168,45 @@ void BeginStep(uint32_t i) {
   const abi::MmCounters& c = counters();
   self->step_cr3_writes = c.cr3_writes;
   self->step_cr3_flushes = c.cr3_writes_flush;
+  self->step_ipi_cpus = 0;
+  self->step_tsc = Rdtsc();
 }
 
 // The step's result: every CR3 write of this CPU since BeginStep is the step's (nothing else
 // runs on a CPU while it executes a step; flush IPIs it handles for others write no CR3 unless
 // they move it to init_mm, which is then this step's doing too).
-void RecordStep(uint32_t i) {
+uint8_t StepResultBits() {
   PerCpu* self = this_cpu();
   const abi::MmCounters& c = counters();
   uint8_t r = abi::kStepExecuted;
   if (c.cr3_writes != self->step_cr3_writes) r |= abi::kStepCr3Load;
   if (c.cr3_writes_flush != self->step_cr3_flushes) r |= abi::kStepCr3Flush;
-  results[i] = r;
+  return r;
+}
+
+void RecordStep(uint32_t i, uint8_t result) {
+  PerCpu* self = this_cpu();
+  const CpuMmState* rq = this_rq();
+  abi::StepRecord& r = records[i];
+  r.tsc_begin = self->step_tsc;
+  r.tsc_end = Rdtsc();
+  r.ipi_cpus = self->step_ipi_cpus;
+  r.leave_mm_cpus = __atomic_exchange_n(&self->step_leave_mm, 0, __ATOMIC_ACQ_REL);
+  r.loaded_mm = rq->loaded_mm;
+  r.curr = rq->curr;
+  r.result = result;
+  r.is_lazy = rq->is_lazy;
 }
 
 // Completes the step this CPU is executing. Called after ExecuteStep returns, which may be in
 // another task's frame (the one a run step switched to), so the step comes from per-CPU state.
 void FinishStep() {
   PerCpu* self = this_cpu();
-  RecordStep(self->cur_step);
-  // After the step's result: a late flush IPI's CR3 load (leave_mm) is not the step's.
+  // The result before a late flush IPI lands: its CR3 load (leave_mm) is not the step's; the
+  // record after it, so the state it shows is where the CPU really is.
+  const uint8_t result = StepResultBits();
   flush_tlb_late_ipi();
+  RecordStep(self->cur_step, result);
   if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
   const uint32_t i = self->cur_step;
   const abi::Step& s = steps[i];
@@ -269,13 +287,14 @@ void RunScenario() {
                            header->num_asids >= 1 && header->num_asids <= abi::kMaxAsids,
                        2, uint64_t{header->num_steps}, uint64_t{header->num_asids});
     const uint64_t n = header->num_steps;
+    const uint64_t record_bytes = n * sizeof(abi::StepRecord);
     GUEST_CHECK_VALUES(InProgramArea(header->steps_pa, n * sizeof(abi::Step)) &&
-                           InProgramArea(header->results_pa, n) &&
+                           InProgramArea(header->results_pa, record_bytes) &&
                            (header->results_pa >= header->steps_pa + n * sizeof(abi::Step) ||
-                            header->results_pa + n <= header->steps_pa),
+                            header->results_pa + record_bytes <= header->steps_pa),
                        2, header->steps_pa, header->results_pa);
     steps = static_cast<const abi::Step*>(PhysToVirt(header->steps_pa));
-    results = static_cast<uint8_t*>(PhysToVirt(header->results_pa));
+    records = static_cast<abi::StepRecord*>(PhysToVirt(header->results_pa));
     model.lazy = static_cast<abi::LazyMode>(header->lazy_mode);
     model.pcid = static_cast<abi::PcidMode>(header->pcid_mode);
     model.num_asids = header->num_asids;

@@ -82,7 +82,7 @@ void finish_task_switch() {
 // What a task does once it is running again: a user task returns to ring 3.
 void after_switch() {
   TaskStruct* cur = current();
-  if (cur->mm != abi::kNoMm && !IsKthread(cur)) run_user_burst();
+  if (model.user_bursts && cur->mm != abi::kNoMm && !IsKthread(cur)) run_user_burst();
 }
 
 }  // namespace
@@ -253,5 +253,9 @@ using namespace activemm::guest;
 extern "C" void ret_from_fork() {
   finish_task_switch();
   after_switch();
+  // A new task goes on with the program that switched to it.
+  if (boot_params->program == static_cast<uint32_t>(activemm::abi::Program::kCost)) {
+    CostTaskStart();
+  }
   StepLoopResume();
 }

@@ -142,6 +142,8 @@ void flush_tlb_func(const PerCpu::FlushInfo& f, bool local) {
     // Lazy on a mm whose page tables changed under it: switching to init_mm is barely dearer
     // than a flush and stops speculative walks of freed tables (leave_mm).
     ++c.leave_mm;
+    __atomic_or_fetch(&percpu[f.initiator].step_leave_mm, uint64_t{1} << this_cpu()->cpu,
+                      __ATOMIC_RELAXED);
     switch_mm_irqs_off(abi::kInitMm);
     return;
   }
@@ -176,13 +178,15 @@ bool should_flush_tlb(uint32_t cpu, const PerCpu::FlushInfo& f) {
 
 // do_shoot_lazy_tlb (kernel/fork.c): a CPU whose current task still has mm as active_mm moves
 // it to init_mm, because mm is about to be freed and lazy users hold no reference on it.
-void do_shoot_lazy_tlb(int32_t mm) {
+void do_shoot_lazy_tlb(int32_t mm, uint32_t initiator) {
   TaskStruct* cur = current();
   if (cur->active_mm != mm) return;
   GUEST_CHECK(cur->mm == abi::kNoMm);
   cur->active_mm = abi::kInitMm;
   if (this_rq()->loaded_mm != abi::kInitMm) {
     ++counters().leave_mm;
+    __atomic_or_fetch(&percpu[initiator].step_leave_mm, uint64_t{1} << this_cpu()->cpu,
+                      __ATOMIC_RELAXED);
     switch_mm_irqs_off(abi::kInitMm);
   }
 }
@@ -195,6 +199,7 @@ namespace {
 void CallOnCpus(uint64_t targets) {
   if (targets == 0) return;
   PerCpu* self = this_cpu();
+  self->step_ipi_cpus |= targets;
   abi::MmCounters& c = counters();
   __atomic_store_n(&self->flush_acks_pending, targets, __ATOMIC_SEQ_CST);
   for (uint64_t t = targets; t != 0; t &= t - 1) {
@@ -219,7 +224,7 @@ void flush_tlb_ipi() {
     const PerCpu::FlushInfo& f = percpu[initiator].flush_info;
     if (f.shoot_lazy) {
       ++counters().ipis_received;
-      do_shoot_lazy_tlb(f.mm);
+      do_shoot_lazy_tlb(f.mm, initiator);
     } else {
       flush_tlb_func(f, /*local=*/false);
     }
@@ -283,6 +288,7 @@ void flush_tlb_mm_range_finish(uint64_t late) {
       target.late_flush_pending = true;
       cpu_mm[target.cpu].late_ipi_pending = 1;
       ++counters().ipis_sent;
+      self->step_ipi_cpus |= uint64_t{1} << target.cpu;
     }
     CallOnCpus(targets & ~late);
   } else if (this_rq()->loaded_mm == mm) {
@@ -306,7 +312,7 @@ void cleanup_lazy_tlbs(int32_t mm) {
   f.mm = mm;
   f.initiator = self->cpu;
   f.shoot_lazy = true;
-  if (mask & me) do_shoot_lazy_tlb(mm);
+  if (mask & me) do_shoot_lazy_tlb(mm, self->cpu);
   CallOnCpus(mask & ~me);
 }
 

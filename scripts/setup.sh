@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake make binutils
   libabsl-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev
-  python3 python3-pytest
+  python3 python3-pytest python3-matplotlib
 )
 
 missing=()
@@ -29,10 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# Scripts and tests run Python through Debian's interpreter, which sees python3-pytest; the
-# first python3 on PATH may be another one that does not.
+# Scripts and tests run Python through Debian's interpreter, which sees python3-pytest and
+# python3-matplotlib (scripts/sweep.py's plots); the first python3 on PATH may be another one
+# that does not.
 if ! /usr/bin/python3 -c 'import pytest' 2>/dev/null; then
   echo "setup: /usr/bin/python3 cannot import pytest (install python3-pytest)" >&2
+  exit 1
+fi
+if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  echo "setup: /usr/bin/python3 cannot import matplotlib (install python3-matplotlib)" >&2
   exit 1
 fi
 

@@ -68,6 +68,7 @@ static_assert(offsetof(GuestImageHeader, entry_va) == 32);
 enum class Program : uint32_t {
   kSelftest = 1,  // the SMP self-test: report in, IPI ring, ring 3 round trip
   kScenario = 2,  // the mm model executing a scenario program (shared/mm_abi.h)
+  kCost = 3,      // the context-switch cost benchmark (shared/cost_abi.h), CPU 0 only
 };
 
 // Faults planted on purpose, so that tests can prove they are reported.
@@ -134,6 +135,8 @@ enum class Hypercall : uint32_t {
   kDone = 6,        // this CPU has finished; arg[0] = 0 on success
   kVerify = 7,      // arg[0] = check index (or kVerifyNoCheck), arg[1] = the step: the host pauses
                 // every other vCPU (they are idle between steps), verifies, and resumes them
+  kMark = 8,  // begin or end of measurement: arguments in shared/cost_abi.h; the host reads the
+              // vCPU's statistics and resumes it at once
 };
 
 // arg[0] of a kVerify that belongs to no check of the scenario file: a full verification only

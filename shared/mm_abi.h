@@ -253,7 +253,7 @@ struct ScenarioHeader {
   uint32_t bug;        // MmBug
   uint32_t reserved;
   uint64_t steps_pa;    // Step[num_steps]
-  uint64_t results_pa;  // uint8_t[num_steps], StepResult bits, written by the guest
+  uint64_t results_pa;  // StepRecord[num_steps], written by the guest
 };
 static_assert(sizeof(ScenarioHeader) == 40);
 
@@ -264,7 +264,22 @@ enum StepResult : uint8_t {
   kStepCr3Load = 2,   // this CPU wrote CR3 during the step (a switch_mm_irqs_off load)
   kStepCr3Flush = 4,  // ... and the load flushed the TLB (need_flush; no PCID kept it)
 };
-inline constexpr uint64_t kStepBytes = sizeof(Step) + 1;  // the step and its result
+// What happened during one step, written by the CPU that executed it when it finished: its
+// result bits, its state afterwards, and what it did to other CPUs. The timeline is built
+// from these.
+struct StepRecord {
+  uint64_t tsc_begin;
+  uint64_t tsc_end;
+  uint64_t ipi_cpus;       // CPUs this step sent flush IPIs to (late ones included)
+  uint64_t leave_mm_cpus;  // CPUs that left their lazy mm for init_mm because of this step
+  int32_t loaded_mm;       // this CPU's cpu_tlbstate.loaded_mm afterwards
+  int32_t curr;            // this CPU's current task afterwards
+  uint8_t result;          // StepResult bits
+  uint8_t is_lazy;         // this CPU's is_lazy afterwards
+  uint8_t reserved[6];
+};
+static_assert(sizeof(StepRecord) == 48);
+inline constexpr uint64_t kStepBytes = sizeof(Step) + sizeof(StepRecord);
 
 // Where the host puts the program: its header always here, below the image and above the
 // mailboxes; the steps and their results here too when they fit, else at the top of RAM

@@ -1,6 +1,7 @@
 // activemm: Linux's mm / active_mm / lazy-TLB behaviour on real x86-64 page tables under KVM.
 // Flags are parsed here only and passed down as config structs.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "absl/time/time.h"
 #include "fmt/core.h"
 #include "vmm/capture.h"
+#include "vmm/cost.h"
 #include "vmm/exit_codes.h"
 #include "vmm/kvm.h"
 #include "vmm/replay.h"
@@ -29,6 +31,7 @@
 #include "vmm/scenario.h"
 #include "vmm/scenario_run.h"
 #include "vmm/selftest.h"
+#include "vmm/timeline.h"
 
 ABSL_FLAG(int, cpus, 0,
           "number of vCPUs (simulated CPUs), 1..64; default: 4 for selftest, the scenario's own "
@@ -49,6 +52,7 @@ ABSL_FLAG(std::string, pcid, "auto",
           "auto (real PCIDs where CPUID offers PCID, else modeled), modeled (ASID decisions "
           "computed, CR3 loaded without PCID bits) or off (ASID 0, every mm switch flushes)");
 ABSL_FLAG(int, asids, 6, "per-CPU dynamic ASID slots (TLB_NR_DYN_ASIDS), 1..16");
+ABSL_FLAG(int, iterations, 200, "cost: measured switches per case and mode, 1..100000");
 ABSL_FLAG(std::string, verify, "end",
           "when the host verifies besides check/checkpoint steps: end, or every-step");
 ABSL_FLAG(std::string, json, "", "also write the report as JSON to this file");
@@ -56,6 +60,9 @@ ABSL_FLAG(uint64_t, seed, 1, "stress: the generator's seed");
 ABSL_FLAG(int, steps, 2000, "stress: model steps to generate");
 ABSL_FLAG(bool, verbose, false, "print the guest's log lines");
 ABSL_FLAG(std::string, kvm, activemm::Kvm::kDevicePath, "KVM device to open");
+ABSL_FLAG(std::string, timeline, "",
+          "run, compare, replay: write a Chrome/Perfetto trace-event file (ui.perfetto.dev) with "
+          "a track per CPU: tasks, loaded mm, lazy periods, CR3 loads, IPIs");
 ABSL_FLAG(std::string, decisions, "",
           "replay: write the emulator's decision for every sched_switch to this CSV file");
 ABSL_FLAG(std::string, plan, "",
@@ -87,6 +94,10 @@ constexpr const char* kUsage =
     "  capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]\n"
     "             record a real Linux sched + tlb_flush trace (ftrace) while COMMAND runs, into\n"
     "             the new folder OUT_DIR (root; --buffer-kb: KiB per CPU, default 16384)\n"
+    "  cost [--iterations N] [--json OUT]\n"
+    "             the guest's cost of one context switch per case (user -> kernel thread,\n"
+    "             kernel thread -> user, user -> user...), lazy TLB on and off: TSC cycles and,\n"
+    "             where KVM counts them, ring-0 instructions (docs/costs.md)\n"
     "\n"
     "Flags: --cpus, --mem, --timeout, --inject, --verbose, --kvm, --lazy-tlb, --pcid, --asids,\n"
     "--verify, --json (--help lists them all).\n"
@@ -258,8 +269,15 @@ absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
 
 // The flags every command that runs the mm model shares: --asids, --mem, --timeout, --pcid,
 // --inject, --verify, --lazy-tlb, --verbose. "" when they are fine, else the usage error.
+// Progress lines for long runs: on a terminal only, and never in CI (CI=true) or when the
+// guest's own log is echoed.
+bool ShowProgress() {
+  return isatty(STDERR_FILENO) && std::getenv("CI") == nullptr && !absl::GetFlag(FLAGS_verbose);
+}
+
 std::string ParseModelFlags(const std::string& cmd, ScenarioRunOptions* ro) {
   ro->verbose = absl::GetFlag(FLAGS_verbose);
+  if (ShowProgress()) ro->progress_label = cmd;
   ro->asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
   if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
     return absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids));
@@ -343,7 +361,8 @@ int ReplayCommand(const std::string& dir_path) {
   for (const auto& [path, content] :
        {std::pair{absl::GetFlag(FLAGS_decisions), DecisionsCsv(*r)},
         std::pair{absl::GetFlag(FLAGS_json), ReplayJson(*dir, *r)},
-        std::pair{absl::GetFlag(FLAGS_plan), PlanCsv(*r, dir->trace)}}) {
+        std::pair{absl::GetFlag(FLAGS_plan), PlanCsv(*r, dir->trace)},
+        std::pair{absl::GetFlag(FLAGS_timeline), ReplayTimeline(*dir, *r)}}) {
     if (path.empty()) continue;
     if (absl::Status s = WriteFileAtomically(path, content); !s.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
@@ -394,15 +413,31 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
   }
-  std::vector<abi::LazyMode> modes;
+  // compare: every lazy mode, under each PCID mode this host has (real PCIDs where CPUID
+  // offers them, the modeled decisions, none), unless --pcid picked one.
+  std::vector<std::pair<abi::LazyMode, abi::PcidMode>> modes;
   if (compare) {
-    modes = {abi::LazyMode::kOn, abi::LazyMode::kOff};
+    std::vector<abi::PcidMode> pcids = {ro.pcid};
+    if (absl::GetFlag(FLAGS_pcid) == "auto") {
+      pcids = {abi::PcidMode::kModeled, abi::PcidMode::kOff};
+      if (ro.pcid == abi::PcidMode::kHardware) pcids.insert(pcids.begin(), ro.pcid);
+    }
+    for (abi::PcidMode p : pcids) {
+      for (abi::LazyMode m : {abi::LazyMode::kOn, abi::LazyMode::kShootdown, abi::LazyMode::kOff}) {
+        modes.push_back({m, p});
+      }
+    }
   } else {
-    modes = {LazyModeFlag(sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff)};
+    modes = {{LazyModeFlag(sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff), ro.pcid}};
   }
   std::vector<ScenarioReport> reports;
-  for (abi::LazyMode m : modes) {
-    ro.lazy = m;
+  for (const auto& [lazy, pcid] : modes) {
+    ro.lazy = lazy;
+    ro.pcid = pcid;
+    if (!ro.progress_label.empty()) {
+      ro.progress_label =
+          absl::StrFormat("%s (lazy %s, PCID %s)", cmd, LazyModeName(lazy), PcidModeName(pcid));
+    }
     absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(**kvm, *sc, ro);
     if (!r.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
@@ -431,7 +466,76 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
       return kExitUsage;
     }
   }
+  if (const std::string path = absl::GetFlag(FLAGS_timeline); !path.empty()) {
+    std::vector<TimelineRun> runs;
+    for (const ScenarioReport& r : reports) {
+      runs.push_back({absl::StrFormat("activemm: lazy %s, PCID %s", LazyModeName(r.lazy),
+                                      PcidModeName(r.pcid)),
+                      &*sc, &r, {}});
+    }
+    if (absl::Status s = WriteFileAtomically(path, TimelineJson(runs, nullptr, "")); !s.ok()) {
+      fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
+      return kExitUsage;
+    }
+  }
   return worst;
+}
+
+// `cost [--iterations N] [--json OUT]`: the guest's cost per context-switch case, lazy TLB on
+// and off (or the one mode --lazy-tlb names).
+int CostCommand() {
+  CostOptions o;
+  o.iterations = absl::GetFlag(FLAGS_iterations);
+  if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
+    return UsageError(
+        absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids)));
+  }
+  o.asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
+  o.verbose = absl::GetFlag(FLAGS_verbose);
+  if (o.iterations < 1 || o.iterations > static_cast<int>(abi::kMaxCostIterations)) {
+    return UsageError(absl::StrFormat("--iterations=%d: must be between 1 and %d", o.iterations,
+                                      abi::kMaxCostIterations));
+  }
+  if (std::string e = ParseMemAndTimeout(&o.mem_bytes, &o.timeout); !e.empty()) {
+    return UsageError(e);
+  }
+  const std::string pcid = absl::GetFlag(FLAGS_pcid);
+  if (pcid == "off") {
+    o.pcid = abi::PcidMode::kOff;
+  } else if (pcid != "auto" && pcid != "modeled") {
+    return UsageError(absl::StrFormat("--pcid=%s: expected auto, modeled or off", pcid));
+  }
+  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
+  if (lazy == "on" || lazy == "off" || lazy == "shootdown") {
+    o.modes = {LazyModeFlag(abi::LazyMode::kOn)};
+  } else if (!lazy.empty()) {
+    return UsageError(absl::StrFormat("--lazy-tlb=%s: expected on, off or shootdown", lazy));
+  }
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
+  if (!kvm.ok()) {
+    fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
+    return kExitNoKvm;
+  }
+  if (pcid == "auto" && (*kvm)->HasPcid()) o.pcid = abi::PcidMode::kHardware;
+  absl::StatusOr<CostReport> r = RunCostBenchmark(**kvm, o);
+  if (!r.ok()) {
+    fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
+    return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
+  }
+  if (!r->ok()) {
+    fmt::print(stderr, "activemm cost: the guest run failed: {}\n", r->failure);
+    return ExitCodeFor(r->outcome);
+  }
+  fmt::print("{}", FormatCostReport(*r));
+  const std::string json_path = absl::GetFlag(FLAGS_json);
+  if (!json_path.empty()) {
+    absl::Status s = WriteFileAtomically(json_path, CostReportJson(*r).dump(2) + "\n");
+    if (!s.ok()) {
+      fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
+      return kExitUsage;
+    }
+  }
+  return kExitOk;
 }
 
 // `capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]`. absl stops parsing flags at the first
@@ -510,6 +614,7 @@ int main(int argc, char** argv) {
     return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[max_args]));
   }
   if (cmd == "selftest") return activemm::Selftest();
+  if (cmd == "cost") return activemm::CostCommand();
   if (cmd == "replay") return activemm::ReplayCommand(args.size() > 2 ? args[2] : "");
   if (cmd == "run" || cmd == "compare" || cmd == "stress") {
     return activemm::ScenarioCommand(cmd, args.size() > 2 ? args[2] : "");

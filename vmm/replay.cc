@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "vmm/timeline.h"
 
 namespace activemm {
 namespace {
@@ -119,8 +120,8 @@ absl::StatusOr<ReplayResult> RunReplay(const Kvm& kvm, const TraceDir& dir,
   r.outcomes = TraceTruth(dir.trace, r.plan.switches);
   for (size_t k = 0; k < r.plan.switches.size(); ++k) {
     const int step = r.plan.switches[k].step;
-    if (step < 0 || step >= static_cast<int>(r.report.step_results.size())) continue;
-    const uint8_t bits = r.report.step_results[step];
+    if (step < 0 || step >= static_cast<int>(r.report.step_records.size())) continue;
+    const uint8_t bits = r.report.step_records[step].result;
     SwitchOutcome& o = r.outcomes[k];
     o.placed = (bits & abi::kStepExecuted) != 0;
     o.cr3_load = (bits & abi::kStepCr3Load) != 0;
@@ -146,10 +147,6 @@ std::string DecisionsCsv(const ReplayResult& r) {
 }
 
 std::string PlanCsv(const ReplayResult& r, const Trace& trace) {
-  static constexpr const char* kOps[] = {"?",      "spawn",  "clone_vm", "fork",    "kthread",
-                                         "run",    "idle",   "exec",     "exit",    "use_mm",
-                                         "unuse_mm", "mmap", "munmap",   "mprotect", "verify",
-                                         "parallel", "flush"};
   const Scenario& sc = r.plan.scenario;
   auto task = [&](int32_t t) -> std::string {
     return t >= 0 && t < static_cast<int32_t>(sc.task_names.size()) ? sc.task_names[t] : "";
@@ -161,9 +158,9 @@ std::string PlanCsv(const ReplayResult& r, const Trace& trace) {
   for (size_t i = 0; i < sc.program.size(); ++i) {
     const abi::Step& s = sc.program[i];
     const int line = s.index < trace.events.size() ? trace.events[s.index].line : 0;
-    const uint8_t bits = i < r.report.step_results.size() ? r.report.step_results[i] : 0;
+    const uint8_t bits = i < r.report.step_records.size() ? r.report.step_records[i].result : 0;
     absl::StrAppendFormat(&out, "%d,%d,%s,%d,%s,%s,%d,%d\n", i, line,
-                          s.op < std::size(kOps) ? kOps[s.op] : "?", s.cpu, task(s.task),
+                          StepOpName(s.op), s.cpu, task(s.task),
                           mm(s.mm), (bits & abi::kStepCr3Load) ? 1 : 0,
                           (bits & abi::kStepCr3Flush) ? 1 : 0);
   }
@@ -288,6 +285,21 @@ std::string FormatDisagreements(const TraceDir& dir, const std::string& trace_te
   }
   if (shown == 0) out = "no disagreements\n";
   return out;
+}
+
+std::string ReplayTimeline(const TraceDir& dir, const ReplayResult& r) {
+  TimelineRun run;
+  run.label = absl::StrFormat("activemm replay: lazy %s, PCID %s", LazyModeName(r.report.lazy),
+                              PcidModeName(r.report.pcid));
+  run.scenario = &r.plan.scenario;
+  run.report = &r.report;
+  const std::vector<TraceEvent>& ev = dir.trace.events;
+  int64_t last = 0;
+  for (const abi::Step& s : r.plan.scenario.program) {
+    if (s.index < ev.size()) last = ev[s.index].timestamp_ns;
+    run.step_time_ns.push_back(last);
+  }
+  return TimelineJson({run}, &dir.trace, "Linux (the trace): " + dir.kernel_release);
 }
 
 std::string ReplayJson(const TraceDir& dir, const ReplayResult& r) {

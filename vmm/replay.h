@@ -81,6 +81,9 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r);
 std::string FormatDisagreements(const TraceDir& dir, const std::string& trace_text,
                                 const ReplayResult& r, int n);
 std::string ReplayJson(const TraceDir& dir, const ReplayResult& r);
+// The --timeline file of a replay: the emulator's CPUs and the traced kernel's, on the trace's
+// clock.
+std::string ReplayTimeline(const TraceDir& dir, const ReplayResult& r);
 
 }  // namespace activemm
 

@@ -95,6 +95,8 @@ class Planner {
         AddVerify(HostCheck::Kind::kCheckpoint, event_);
       }
     }
+    // After the last event: like a compiled scenario's, one past it (no trace line).
+    event_ = static_cast<int>(events_.size());
     AddVerify(HostCheck::Kind::kFinal, -1);
     return absl::OkStatus();
   }
@@ -635,9 +637,9 @@ class Planner {
     // The exec event comes after the binary is loaded: the flushes this task did just before it
     // (setup_arg_pages moving the stack) were on the new mm, already loaded by exec_mmap. The
     // exec step goes before them, and they flush the new mm.
-    std::vector<abi::Step>& prog = out_.scenario.program;
-    const int at = BeforeTrailingFlushes(static_cast<int>(prog.size()), e.cpu, *t, *mm);
-    prog.insert(prog.begin() + at, s);
+    const int at =
+        BeforeTrailingFlushes(static_cast<int>(out_.scenario.program.size()), e.cpu, *t, *mm);
+    Insert(at, s);
     PlanTask& task = tasks_[*t];
     MmPut(task.mm);
     task.mm = *mm;
@@ -658,7 +660,7 @@ class Planner {
       if (s.cpu != static_cast<uint32_t>(cpu)) continue;
       if (op != abi::StepOp::kFlush || s.task != task) break;
       prog[i].mm = new_mm;
-      ++out_.stats.flushes_retargeted;
+      if (!(s.arg & abi::kFlushFinish)) ++out_.stats.flushes_retargeted;  // a flush, not a half
       at = i;
     }
     return at;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -111,33 +112,99 @@ std::string FormatRunReport(const ScenarioReport& r, const std::string& host) {
   return out + Verdict(r);
 }
 
+namespace {
+
+// The rows of the comparison: what lazy TLB changes, and the switch cases behind it.
+struct CompareRow {
+  const char* label;
+  const char* counter;
+};
+constexpr CompareRow kCompareRows[] = {
+    {"context switches", "context_switches"},
+    {"  user -> kernel", "switch_user_to_kernel"},
+    {"  kernel -> kernel", "switch_kernel_to_kernel"},
+    {"  kernel -> user", "switch_kernel_to_user"},
+    {"  user -> user", "switch_user_to_user"},
+    {"CR3 writes", "cr3_writes"},
+    {"  flushing", "cr3_writes_flush"},
+    {"  TLB-preserving", "cr3_writes_noflush"},
+    {"full flushes (no CR3 switch)", "full_flushes"},
+    {"INVLPGs", "invlpg"},
+    {"flush IPIs sent", "ipis_sent"},
+    {"leave_mm", "leave_mm"},
+    {"lazy TLB entries", "lazy_entries"},
+    {"lazy mm_count grabs", "lazy_grabs"},
+    {"lazy mm_count drops", "lazy_drops"},
+};
+
+// The PCID modes present, in the order first seen, and per mode the run of each lazy mode.
+struct CompareGroup {
+  abi::PcidMode pcid;
+  const ScenarioReport* on = nullptr;
+  const ScenarioReport* shootdown = nullptr;
+  const ScenarioReport* off = nullptr;
+};
+
+std::vector<CompareGroup> GroupByPcid(const std::vector<ScenarioReport>& reports) {
+  std::vector<CompareGroup> groups;
+  for (const ScenarioReport& r : reports) {
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const CompareGroup& g) { return g.pcid == r.pcid; });
+    if (it == groups.end()) it = groups.insert(groups.end(), CompareGroup{r.pcid});
+    (r.lazy == abi::LazyMode::kOn          ? it->on
+     : r.lazy == abi::LazyMode::kShootdown ? it->shootdown
+                                           : it->off) = &r;
+  }
+  return groups;
+}
+
+std::string Saved(int64_t mode, int64_t off) {
+  if (off > 0) {
+    return fmt::format("{} ({:.0f}%)", off - mode, 100.0 * static_cast<double>(off - mode) / off);
+  }
+  return mode != off ? fmt::format("{}", off - mode) : "";
+}
+
+int64_t Total(const ScenarioReport* r, int counter) {
+  return r == nullptr ? 0 : static_cast<int64_t>(CounterValue(r->totals, counter));
+}
+
+}  // namespace
+
 std::string FormatComparison(const std::vector<ScenarioReport>& reports, const std::string& host) {
   if (reports.empty()) return "";
-  const ScenarioReport& base = reports.back();  // lazy TLB off: the baseline
-  std::string out = fmt::format("activemm compare: scenario '{}', {} CPUs, PCID {}; {}\n",
-                                base.scenario, base.cpus.size(), PcidModeName(base.pcid), host);
-  out += fmt::format("{:<26}", "counter (totals)");
-  for (const ScenarioReport& r : reports) {
-    out += fmt::format(" {:>12}", fmt::format("lazy {}", LazyModeName(r.lazy)));
+  const std::vector<CompareGroup> groups = GroupByPcid(reports);
+  std::string out = fmt::format("activemm compare: scenario '{}', {} CPUs, {} ASIDs; {}\n",
+                                reports[0].scenario, reports[0].cpus.size(), reports[0].asids,
+                                host);
+  // Per PCID mode: lazy on, shootdown, off, and what on saves against off.
+  constexpr int kNum = 9, kSaved = 12;
+  std::string head1 = fmt::format("{:<30}", ""), head2 = fmt::format("{:<30}", "totals");
+  for (const CompareGroup& g : groups) {
+    head1 += fmt::format(" | {:<{}}", fmt::format("PCID {}", PcidModeName(g.pcid)),
+                         3 * (kNum + 1) + kSaved);
+    head2 += fmt::format(" | {:>{}} {:>{}} {:>{}} {:>{}}", "lazy on", kNum, "shootdown", kNum,
+                         "lazy off", kNum, "on saves", kSaved);
   }
-  out += fmt::format(" {:>16}\n", "saved by lazy on");
-  const std::vector<std::string>& names = MmCounterNames();
-  for (int i = 0; i < static_cast<int>(names.size()); ++i) {
-    out += fmt::format("{:<26}", names[i]);
-    for (const ScenarioReport& r : reports)
-      out += fmt::format(" {:>12}", CounterValue(r.totals, i));
-    const int64_t on = static_cast<int64_t>(CounterValue(reports.front().totals, i));
-    const int64_t off = static_cast<int64_t>(CounterValue(base.totals, i));
-    std::string saved;
-    if (off > 0) {
-      saved = fmt::format("{} ({:.0f}%)", off - on, 100.0 * static_cast<double>(off - on) / off);
-    } else if (on != off) {
-      saved = fmt::format("{}", off - on);
+  out += head1 + "\n" + head2 + "\n";
+  for (const CompareRow& row : kCompareRows) {
+    const int i = CounterIndex(row.counter);
+    out += fmt::format("{:<30}", row.label);
+    for (const CompareGroup& g : groups) {
+      auto cell = [&](const ScenarioReport* r) {
+        return r == nullptr ? std::string("-") : fmt::format("{}", Total(r, i));
+      };
+      out += fmt::format(" | {:>{}} {:>{}} {:>{}} {:>{}}", cell(g.on), kNum, cell(g.shootdown),
+                         kNum, cell(g.off), kNum,
+                         g.on != nullptr && g.off != nullptr ? Saved(Total(g.on, i), Total(g.off, i))
+                                                             : "",
+                         kSaved);
     }
-    out += fmt::format(" {:>16}\n", saved);
+    out += "\n";
   }
   for (const ScenarioReport& r : reports) {
-    out += fmt::format("lazy TLB {}: ", LazyModeName(r.lazy)) + Verdict(r);
+    out += fmt::format("lazy {}, PCID {}: ", LazyModeName(r.lazy), PcidModeName(r.pcid)) +
+           Verdict(r);
   }
   return out;
 }
@@ -179,16 +246,26 @@ nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports) {
   nlohmann::json j;
   j["runs"] = nlohmann::json::array();
   for (const ScenarioReport& r : reports) j["runs"].push_back(RunReportJson(r));
-  if (!reports.empty()) {
-    const abi::MmCounters& on = reports.front().totals;
-    const abi::MmCounters& off = reports.back().totals;
-    nlohmann::json saved = nlohmann::json::object();
-    const std::vector<std::string>& names = MmCounterNames();
-    for (int i = 0; i < static_cast<int>(names.size()); ++i) {
-      saved[names[i]] =
-          static_cast<int64_t>(CounterValue(off, i)) - static_cast<int64_t>(CounterValue(on, i));
+  // Per PCID mode, what each lazy mode saves against lazy TLB off: off minus mode, per counter.
+  j["savings"] = nlohmann::json::array();
+  const std::vector<std::string>& names = MmCounterNames();
+  for (const CompareGroup& g : GroupByPcid(reports)) {
+    if (g.off == nullptr) continue;
+    for (const ScenarioReport* r : {g.on, g.shootdown}) {
+      if (r == nullptr) continue;
+      nlohmann::json saved = nlohmann::json::object();
+      nlohmann::json percent = nlohmann::json::object();
+      for (int i = 0; i < static_cast<int>(names.size()); ++i) {
+        const int64_t off = Total(g.off, i), mode = Total(r, i);
+        saved[names[i]] = off - mode;
+        if (off > 0) percent[names[i]] = 100.0 * static_cast<double>(off - mode) / off;
+      }
+      j["savings"].push_back({{"pcid", PcidModeName(g.pcid)},
+                              {"lazy", LazyModeName(r->lazy)},
+                              {"against", "off"},
+                              {"saved", saved},
+                              {"percent", percent}});
     }
-    j["saved"] = saved;
   }
   return j;
 }

@@ -13,8 +13,8 @@
 namespace activemm {
 
 std::string FormatRunReport(const ScenarioReport& r, const std::string& host);
-// Side by side, one column per report (the same scenario in several modes): the first column
-// is lazy TLB on, the last the no-lazy baseline the savings are computed against.
+// Side by side: the same scenario in several lazy-TLB and PCID modes, grouped by PCID mode, with
+// what lazy TLB on saves against lazy TLB off in each group.
 std::string FormatComparison(const std::vector<ScenarioReport>& reports, const std::string& host);
 
 nlohmann::json RunReportJson(const ScenarioReport& r);

@@ -335,6 +335,14 @@ bool Runner::HandleHypercall(int cpu, uint32_t nr) {
     case abi::Hypercall::kVerify:
       Verify(cpu, mb->arg[0], mb->arg[1]);
       return !stop_.load();
+    case abi::Hypercall::kMark:
+      if (options_.on_mark) {
+        if (absl::Status s = options_.on_mark(MarkView{cpu, mb->arg}); !s.ok()) {
+          Fail(Outcome::kCheckFailed, cpu, std::string(s.message()));
+          return false;
+        }
+      }
+      return true;
     case abi::Hypercall::kPanic:
       Fail(Outcome::kGuestPanic, cpu, FormatPanic(cpu, mb->panic));
       return false;

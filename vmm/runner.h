@@ -58,11 +58,21 @@ struct VerifyView {
 };
 using VerifyHandler = std::function<absl::Status(const VerifyView&)>;
 
+// A measurement mark (the kMark hypercall, shared/cost_abi.h). The handler runs in the calling
+// vCPU's thread while that vCPU is stopped at the hypercall, so what it reads of the vCPU (its
+// statistics) is exactly as of the mark; it must be quick, the others keep running.
+struct MarkView {
+  int cpu;
+  const uint64_t (&args)[4];  // the mailbox's arg[]
+};
+using MarkHandler = std::function<absl::Status(const MarkView&)>;
+
 struct RunOptions {
   absl::Duration timeout = absl::Seconds(10);  // longest time without any hypercall
   bool verbose = false;                        // echo guest log lines to stderr
   CheckpointHandler on_checkpoint;             // may be empty
   VerifyHandler on_verify;                     // may be empty
+  MarkHandler on_mark;                         // may be empty
 };
 
 struct VcpuFinalState {

@@ -993,6 +993,15 @@ absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std
   return out;
 }
 
+const char* StepOpName(uint32_t op) {
+  static constexpr const char* kOps[] = {"?",        "spawn",  "clone_vm", "fork",
+                                         "kthread",  "run",    "idle",     "exec",
+                                         "exit",     "use_mm", "unuse_mm", "mmap",
+                                         "munmap",   "mprotect", "verify", "parallel",
+                                         "flush"};
+  return op < std::size(kOps) ? kOps[op] : "?";
+}
+
 const char* DefaultScenarioJson() {
   // Two threads of A on two CPUs; a kernel thread borrows A on CPU 0 (lazy TLB: no CR3 write,
   // a lazy reference on A) and A comes back without a CR3 write. B exits on CPU 1: exit_mm

@@ -20,6 +20,10 @@ namespace activemm {
 // The names of the counters in abi::MmCounters, in field order ("context_switches", ...).
 const std::vector<std::string>& MmCounterNames();
 
+// A program step's op as the file spells it ("run", "clone_vm", ...; "flush" for a replay's
+// flush_tlb_mm_range), "?" for an unknown value.
+const char* StepOpName(uint32_t op);
+
 // One host verification point: a `check`, `counters` or `checkpoint` step of the file, or the
 // final verification the compiler appends.
 struct HostCheck {

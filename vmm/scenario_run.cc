@@ -1,5 +1,11 @@
 #include "vmm/scenario_run.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
 #include "absl/strings/str_format.h"
 #include "shared/x86.h"
 #include "vmm/model_state.h"
@@ -54,6 +60,47 @@ absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRun
   if (!s.ok()) return s;
   return mem.WriteBytes(h.steps_pa, sc.program.data(), sc.program.size() * sizeof(abi::Step));
 }
+
+// Keeps "LABEL: step N/M (P%)" on stderr up to date from the guest's steps_done while the
+// guest runs, and erases it at the end, so the report that follows starts on a clean line.
+class ProgressLine {
+ public:
+  ProgressLine(const std::string& label, const GuestMemory& mem, size_t total)
+      : label_(label), mem_(mem), total_(total) {
+    if (!label_.empty()) thread_ = std::thread([this] { Loop(); });
+  }
+  ~ProgressLine() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> g(mu_);
+    while (!cv_.wait_for(g, std::chrono::milliseconds(250), [this] { return done_; })) {
+      absl::StatusOr<abi::MmDirectory> dir = mem_.Read<abi::MmDirectory>(abi::kMmDirectoryPa);
+      if (!dir.ok()) continue;
+      const size_t done = std::min<size_t>(dir->steps_done, total_);
+      std::fprintf(stderr, "\r\033[K%s: step %zu/%zu (%zu%%)", label_.c_str(), done, total_,
+                   total_ == 0 ? 100 : done * 100 / total_);
+      std::fflush(stderr);
+    }
+  }
+
+  const std::string label_;
+  const GuestMemory& mem_;
+  const size_t total_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -162,15 +209,20 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
     return absl::FailedPreconditionError(first);
   };
   Runner runner(**vm, ro);
-  report.run = runner.Run();
+  {
+    ProgressLine progress(o.progress_label, (*vm)->memory(), sc.program.size());
+    report.run = runner.Run();
+  }
 
   // The final state, read after every vCPU stopped.
   absl::StatusOr<abi::MmDirectory> dir =
       (*vm)->memory().Read<abi::MmDirectory>(abi::kMmDirectoryPa);
   if (dir.ok()) report.steps_done = static_cast<int>(dir->steps_done);
-  report.step_results.resize(sc.program.size());
-  if (absl::Status s = (*vm)->memory().ReadBytes(placement->results_pa, report.step_results.data(),
-                                                  report.step_results.size());
+  report.tsc_khz = (*vm)->tsc_khz();
+  report.step_records.resize(sc.program.size());
+  if (absl::Status s =
+          (*vm)->memory().ReadBytes(placement->results_pa, report.step_records.data(),
+                                    report.step_records.size() * sizeof(abi::StepRecord));
       !s.ok()) {
     return s;
   }

@@ -25,6 +25,9 @@ struct ScenarioRunOptions {
   uint64_t mem_bytes = abi::kDefaultMemBytes;
   absl::Duration timeout = absl::Seconds(30);
   bool verbose = false;
+  // Non-empty: while the guest runs, a progress line "LABEL: step N/M" is kept up to date on
+  // stderr (for terminals; main() leaves it empty in CI and when stderr is not a terminal).
+  std::string progress_label;
 };
 
 struct MmReport {
@@ -48,7 +51,8 @@ struct ScenarioReport {
   RunResult run;  // how the guest run ended
   int steps_done = 0;
   int steps_total = 0;
-  std::vector<uint8_t> step_results;  // abi::StepResult bits per program step
+  std::vector<abi::StepRecord> step_records;  // per program step (all zero: not executed)
+  uint64_t tsc_khz = 0;                       // the guest TSC's rate (0: unknown)
 
   // Exit status 0 only when the run completed, every check passed and nothing was violated.
   bool ok() const {

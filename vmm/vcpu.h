@@ -22,6 +22,8 @@ class Vcpu {
   Vcpu& operator=(const Vcpu&) = delete;
 
   int id() const { return id_; }
+  // For ioctls this class does not wrap (KVM_GET_STATS_FD).
+  int fd() const { return fd_.get(); }
   kvm_run* run() const { return run_; }
 
   // One KVM_RUN; returns kvm_run::exit_reason, or KVM_EXIT_INTR when a signal or
