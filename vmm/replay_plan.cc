@@ -478,6 +478,9 @@ class Planner {
     }
     absl::StatusOr<int32_t> next = TaskFor(e.next_pid, e.cpu, e.next_comm);
     if (!next.ok()) return next.status();
+    // A vfork child's exec comes before its parent runs (see SwitchTo): first, so the switch's
+    // case is named with the mms it really switches between.
+    if (tasks_[*next].vfork_child != abi::kNoTask) ExecBeforeParentWakes(tasks_[*next].vfork_child);
     rec.kind = SwitchKind(tasks_[*prev], tasks_[*next]);
     rec.step = SwitchTo(e.cpu, *next, /*inferred=*/false, &rec.unplaced_why, dying);
     out_.switches.push_back(rec);

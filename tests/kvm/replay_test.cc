@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 struct SharedTrace {
   const char* name;
   int real_loads;  // CR3 loads of the traced kernel's switches; all matched today
+  friend std::ostream& operator<<(std::ostream& os, const SharedTrace& t) { return os << t.name; }
 };
 
 std::string ReadAll(const std::string& path) {

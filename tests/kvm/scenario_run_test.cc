@@ -100,6 +100,7 @@ struct BugCase {
   abi::LazyMode lazy;
   const char* rule;
   const char* fragment;
+  friend std::ostream& operator<<(std::ostream& os, const BugCase& c) { return os << c.name; }
 };
 
 class PlantedBugTest : public KvmTest, public testing::WithParamInterface<BugCase> {};

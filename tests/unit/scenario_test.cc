@@ -420,6 +420,8 @@ struct ErrorCase {
   const char* name;
   std::string text;
   std::vector<std::string> fragments;  // each must be in the message
+  // Test names and failure messages show the case's name, not its bytes.
+  friend std::ostream& operator<<(std::ostream& os, const ErrorCase& c) { return os << c.name; }
 };
 
 class ScenarioErrorTest : public ::testing::TestWithParam<ErrorCase> {};

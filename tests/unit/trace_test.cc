@@ -877,6 +877,7 @@ struct SharedTrace {
   int cpu0, cpu1;
   int tgids;
   int64_t first_ns, last_ns;
+  friend std::ostream& operator<<(std::ostream& os, const SharedTrace& t) { return os << t.name; }
 };
 
 const SharedTrace kSharedTraces[] = {
