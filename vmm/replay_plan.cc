@@ -261,15 +261,7 @@ class Planner {
   // ---- emitting steps ----
 
   abi::Step MakeStep(abi::StepOp op, int cpu, int32_t task) const {
-    abi::Step s{};
-    s.op = static_cast<uint32_t>(op);
-    s.cpu = static_cast<uint32_t>(cpu);
-    s.task = task;
-    s.parent = abi::kNoTask;
-    s.mm = abi::kNoMm;
-    s.flags = options_.verify_every_step ? abi::kStepVerifyAfter : 0;
-    s.index = static_cast<uint32_t>(event_);
-    return s;
+    return ModelStep(op, cpu, task, static_cast<uint32_t>(event_), options_.verify_every_step);
   }
 
   int Emit(const abi::Step& s) {

@@ -865,15 +865,8 @@ class Compiler {
   }
 
   abi::Step ModelStep(abi::StepOp op, int cpu, int32_t task) const {
-    abi::Step s{};
-    s.op = static_cast<uint32_t>(op);
-    s.cpu = static_cast<uint32_t>(cpu);
-    s.task = task;
-    s.parent = abi::kNoTask;
-    s.mm = abi::kNoMm;
-    s.flags = options_.verify_every_step ? abi::kStepVerifyAfter : 0;
-    s.index = static_cast<uint32_t>(index_);
-    return s;
+    return activemm::ModelStep(op, cpu, task, static_cast<uint32_t>(index_),
+                               options_.verify_every_step);
   }
 
   void Emit(const abi::Step& s) { out_.program.push_back(s); }
@@ -991,6 +984,18 @@ absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std
   }
   compiler.Finish();
   return out;
+}
+
+abi::Step ModelStep(abi::StepOp op, int cpu, int32_t task, uint32_t index, bool verify_after) {
+  abi::Step s{};
+  s.op = static_cast<uint32_t>(op);
+  s.cpu = static_cast<uint32_t>(cpu);
+  s.task = task;
+  s.parent = abi::kNoTask;
+  s.mm = abi::kNoMm;
+  s.flags = verify_after ? abi::kStepVerifyAfter : 0;
+  s.index = index;
+  return s;
 }
 
 const char* StepOpName(uint32_t op) {

@@ -20,6 +20,10 @@ namespace activemm {
 // The names of the counters in abi::MmCounters, in field order ("context_switches", ...).
 const std::vector<std::string>& MmCounterNames();
 
+// A model step of a program: no parent, no mm, verified after when verify_after (the caller
+// fills in the rest); index names the source event or file step it comes from.
+abi::Step ModelStep(abi::StepOp op, int cpu, int32_t task, uint32_t index, bool verify_after);
+
 // A program step's op as the file spells it ("run", "clone_vm", ...; "flush" for a replay's
 // flush_tlb_mm_range), "?" for an unknown value.
 const char* StepOpName(uint32_t op);

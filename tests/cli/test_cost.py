@@ -6,35 +6,15 @@ are never asserted: only the shape of the output and the exact counts.
 """
 
 import json
-import os
-import subprocess
 
 import pytest
 
-BIN = os.environ.get("ACTIVEMM_BIN", "")
-
-# vmm/exit_codes.h
-EXIT_OK, EXIT_USAGE = 0, 2
+from test_cli import EXIT_OK, EXIT_USAGE, needs_kvm, run
 
 CASES = ["user_to_kernel", "kernel_to_user", "user_to_user", "user_to_user_same_mm",
          "kernel_to_kernel"]
 TITLES = ["user -> kernel thread", "kernel thread -> user", "user -> user, other mm",
           "user -> user, same mm", "kernel -> kernel"]
-
-
-def needs_kvm():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-    except OSError as e:
-        if os.environ.get("ACTIVEMM_REQUIRE_KVM") == "1":
-            pytest.fail(f"ACTIVEMM_REQUIRE_KVM=1 but /dev/kvm is unusable: {e}")
-        pytest.skip(f"/dev/kvm is unusable here: {e}")
-
-
-def run(*args, timeout=120):
-    assert BIN, "ACTIVEMM_BIN is not set (run through ctest)"
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
 
 
 def test_cost_prints_the_table_and_writes_valid_json(tmp_path):
