@@ -38,6 +38,10 @@ struct CaptureOptions {
 // (tracefs, I/O).
 absl::Status CaptureTrace(const CaptureOptions& o);
 
+// `activemm __prime N` (hidden; see capture.cc PrimeAsids): exec itself N more times, each exec
+// a fresh mm loaded on this CPU. Returns the exit status when it does not exec.
+int PrimeStep(const std::string& left);
+
 // The pieces below are exposed for tests.
 
 // `line` with the filename of a sched_process_exec event reduced to its last path component,

@@ -609,6 +609,7 @@ int main(int argc, char** argv) {
   if (args.size() < 2) return activemm::UsageError("no command given");
   std::string cmd = args[1];
   if (cmd == "capture") return activemm::Capture(args, argc, argv);
+  if (cmd == "__prime") return activemm::PrimeStep(args.size() > 2 ? args[2] : "");
   const size_t max_args = cmd == "run" || cmd == "compare" || cmd == "replay" ? 3 : 2;
   if (args.size() > max_args) {
     return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[max_args]));
