@@ -139,8 +139,6 @@ void EndMeasurement(uint64_t tsc) {
 
 }  // namespace
 
-void CostTaskStart() { CostLoop(); }
-
 void RunCost() {
   Cli();  // no interrupt may land inside a measurement (nothing sends one on a single CPU)
   if (this_cpu()->cpu != 0) Done(0);
@@ -153,6 +151,7 @@ void RunCost() {
   model.pcid = static_cast<abi::PcidMode>(h->pcid_mode);
   model.num_asids = h->num_asids;
   model.user_bursts = false;
+  model.new_task_start = CostLoop;
   iterations = h->iterations;
 
   init_mm_setup();
@@ -162,15 +161,9 @@ void RunCost() {
   // Task numbers below num_cpus are the CPUs' idle tasks.
   const int32_t first = static_cast<int32_t>(boot_params->num_cpus);
   const int32_t a = first, a2 = first + 1, b = first + 2, k = first + 3, k2 = first + 4;
-  TaskStruct* t = Task(task_create(a, 0));
-  mm_alloc(kMmA, 1);
-  t->mm = t->active_mm = kMmA;
-  t = Task(task_create(a2, 0));  // copy_mm with CLONE_VM
-  mmget(kMmA);
-  t->mm = t->active_mm = kMmA;
-  t = Task(task_create(b, 0));
-  mm_alloc(kMmB, 1);
-  t->mm = t->active_mm = kMmB;
+  spawn_process(a, kMmA, 1);
+  clone_vm_task(a2, a);
+  spawn_process(b, kMmB, 1);
   task_create(k, abi::kPfKthread);
   task_create(k2, abi::kPfKthread);
   // K borrows A's mm (lazy) and hands it back; K <-> K2 hand the borrow over between them.

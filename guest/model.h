@@ -24,6 +24,9 @@ struct ModelConfig {
   // A user task switched in runs its ring-3 burst (after_switch). The cost benchmark turns it
   // off: it measures the switch alone, and the burst is mostly native ring-3 work besides.
   bool user_bursts = true;
+  // Where a new task goes on after ret_from_fork: the running program's loop (the scenario's
+  // step loop, the cost benchmark's), set by the program before it creates tasks.
+  void (*new_task_start)() = nullptr;  // never returns
 };
 
 extern ModelConfig model;
@@ -94,6 +97,10 @@ void cleanup_lazy_tlbs(int32_t mm);
 // ---- sched.cc: kernel/sched/core.c, fork, exit, exec, kthread ----
 void sched_init_cpu();  // this CPU's idle task is current
 int32_t task_create(int32_t index, uint32_t flags);
+// A process with an mm of its own: task `index` on the new mm `slot` with `pages` data pages.
+void spawn_process(int32_t index, int32_t slot, uint32_t pages);
+// copy_mm with CLONE_VM: task `index` shares `parent`'s mm (a thread, or a vfork child).
+void clone_vm_task(int32_t index, int32_t parent);
 void context_switch(int32_t next);
 // exit_mm (and PF_EXITING): the task keeps running on its mm lazily, as an exiting task does
 // until its last switch; the last user's mmput tears the address space down.
@@ -109,15 +116,9 @@ void kthread_unuse_mm();
 // fault as they must.
 void run_user_burst();
 
-// ---- scenario.cc ----
+// ---- scenario.cc, cost.cc: the programs ----
 [[noreturn]] void RunScenario();
-// Where a new task starts (after ret_from_fork): finish the step that switched to it.
-[[noreturn]] void StepLoopResume();
-
-// ---- cost.cc ----
 [[noreturn]] void RunCost();
-// Where a new task of the cost benchmark starts (after ret_from_fork).
-[[noreturn]] void CostTaskStart();
 
 }  // namespace activemm::guest
 

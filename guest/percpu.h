@@ -60,8 +60,8 @@ struct PerCpu {
     bool freed_tables;
     bool shoot_lazy;  // a cleanup_lazy_tlbs request instead of a flush
   } flush_info;
-  FlushInfo late_flush;          // a flush IPI to handle after this CPU's next step
-  bool late_flush_pending;
+  FlushInfo late_flush;  // a flush IPI to handle after this CPU's next step, when its
+                         // cpu_mm[].late_ipi_pending is set
   uint64_t flush_acks_pending;  // atomic, bit per target CPU
   uint64_t flush_requests;      // atomic, bit per initiating CPU
   alignas(16) uint8_t ist_stack[kIstStackSize];

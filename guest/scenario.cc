@@ -49,20 +49,12 @@ void SwitchOutDies(const abi::Step& s) {
 
 void ExecuteStep(const abi::Step& s) {
   switch (static_cast<abi::StepOp>(s.op)) {
-    case abi::StepOp::kSpawn: {
-      TaskStruct* t = Task(task_create(s.task, 0));
-      mm_alloc(s.mm, s.pages);
-      t->mm = t->active_mm = s.mm;
+    case abi::StepOp::kSpawn:
+      spawn_process(s.task, s.mm, s.pages);
       return;
-    }
-    case abi::StepOp::kCloneVm: {  // copy_mm with CLONE_VM
-      const int32_t mm = Task(s.parent)->mm;
-      GUEST_CHECK(mm != abi::kNoMm);
-      TaskStruct* t = Task(task_create(s.task, 0));
-      mmget(mm);
-      t->mm = t->active_mm = mm;
+    case abi::StepOp::kCloneVm:
+      clone_vm_task(s.task, s.parent);
       return;
-    }
     case abi::StepOp::kFork: {  // copy_mm -> dup_mm
       const int32_t mm = Task(s.parent)->mm;
       GUEST_CHECK(mm != abi::kNoMm);
@@ -272,12 +264,13 @@ void ContinueParallel() {
   }
 }
 
-}  // namespace
-
+// Where a new task starts (after ret_from_fork): it finishes the step that switched to it.
 void StepLoopResume() {
   FinishStep();
   StepLoop();
 }
+
+}  // namespace
 
 void RunScenario() {
   const uint32_t cpu = this_cpu()->cpu;
@@ -298,6 +291,7 @@ void RunScenario() {
     model.lazy = static_cast<abi::LazyMode>(header->lazy_mode);
     model.pcid = static_cast<abi::PcidMode>(header->pcid_mode);
     model.num_asids = header->num_asids;
+    model.new_task_start = StepLoopResume;
     model.bug = static_cast<abi::MmBug>(header->bug);
     init_mm_setup();
     directory = static_cast<abi::MmDirectory*>(PhysToVirt(abi::kMmDirectoryPa));

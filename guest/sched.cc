@@ -82,7 +82,8 @@ void finish_task_switch() {
 // What a task does once it is running again: a user task returns to ring 3.
 void after_switch() {
   TaskStruct* cur = current();
-  if (model.user_bursts && cur->mm != abi::kNoMm && !IsKthread(cur)) run_user_burst();
+  // The flag last: a switch to a kernel thread (the lazy path) pays nothing for it.
+  if (cur->mm != abi::kNoMm && !IsKthread(cur) && model.user_bursts) run_user_burst();
 }
 
 }  // namespace
@@ -122,6 +123,20 @@ int32_t task_create(int32_t index, uint32_t flags) {
   t->sp = reinterpret_cast<uint64_t>(top - 7);
   __atomic_store_n(&t->state, static_cast<uint32_t>(abi::TaskState::kRunnable), __ATOMIC_RELEASE);
   return index;
+}
+
+void spawn_process(int32_t index, int32_t slot, uint32_t pages) {
+  TaskStruct* t = Task(task_create(index, 0));
+  mm_alloc(slot, pages);
+  t->mm = t->active_mm = slot;
+}
+
+void clone_vm_task(int32_t index, int32_t parent) {
+  const int32_t mm = Task(parent)->mm;
+  GUEST_CHECK(mm != abi::kNoMm);
+  TaskStruct* t = Task(task_create(index, 0));
+  mmget(mm);
+  t->mm = t->active_mm = mm;
 }
 
 void context_switch(int32_t next_index) {
@@ -253,9 +268,6 @@ using namespace activemm::guest;
 extern "C" void ret_from_fork() {
   finish_task_switch();
   after_switch();
-  // A new task goes on with the program that switched to it.
-  if (boot_params->program == static_cast<uint32_t>(activemm::abi::Program::kCost)) {
-    CostTaskStart();
-  }
-  StepLoopResume();
+  model.new_task_start();  // the program that switched to the new task goes on in it
+  Panic(__FILE__, __LINE__, "a program's new-task loop returned", 0);
 }

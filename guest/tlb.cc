@@ -236,10 +236,10 @@ void flush_tlb_ipi() {
 
 void flush_tlb_late_ipi() {
   PerCpu* self = this_cpu();
-  if (!self->late_flush_pending) return;
-  self->late_flush_pending = false;
+  CpuMmState* rq = this_rq();
+  if (!rq->late_ipi_pending) return;
   flush_tlb_func(self->late_flush, /*local=*/false);
-  this_rq()->late_ipi_pending = 0;
+  rq->late_ipi_pending = 0;
 }
 
 void flush_tlb_mm_range_begin(int32_t mm, uint64_t start, uint64_t end, bool freed_tables) {
@@ -281,12 +281,11 @@ void flush_tlb_mm_range_finish(uint64_t late) {
     for (uint64_t t = targets & late; t != 0; t &= t - 1) {
       PerCpu& target = percpu[__builtin_ctzll(t)];
       PerCpu::FlushInfo copy = f;
-      if (target.late_flush_pending) copy.end = kFlushAll;
+      if (cpu_mm[target.cpu].late_ipi_pending) copy.end = kFlushAll;
       // Published before the target's next step begins: the step loop's release/acquire on
       // next_step orders it (late IPIs are a replay feature: no parallel blocks there).
       target.late_flush = copy;
-      target.late_flush_pending = true;
-      cpu_mm[target.cpu].late_ipi_pending = 1;
+      cpu_mm[target.cpu].late_ipi_pending = 1;  // the verifier sees it too
       ++counters().ipis_sent;
       self->step_ipi_cpus |= uint64_t{1} << target.cpu;
     }
