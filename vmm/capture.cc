@@ -32,6 +32,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "fmt/core.h"
+#include "vmm/trace.h"
 #include "vmm/unique_fd.h"
 
 namespace activemm {
@@ -373,41 +374,9 @@ absl::Status WriteSmallFile(const std::string& path, std::string_view content) {
   return (*f)->Close();
 }
 
-struct TraceStats {
-  uint64_t lines = 0;
-  std::map<std::string, uint64_t> events;  // per event name
-  bool has_header = false;                 // "# entries-in-buffer/entries-written: N/M   #P:C"
-  uint64_t in_buffer = 0, written = 0;
-  uint64_t lost_markers = 0, lost_events = 0;
-};
-
-void CountLine(std::string_view line, TraceStats* st) {
-  ++st->lines;
-  if (line.starts_with("#")) {
-    if (ParseEntriesHeader(line, &st->in_buffer, &st->written)) {
-      st->has_header = line.find("#P:") != std::string_view::npos;
-    }
-    return;
-  }
-  if (uint64_t lost = LostEvents(line); lost > 0) {
-    ++st->lost_markers;
-    st->lost_events += lost;
-    return;
-  }
-  for (const char* e : kEvents) {
-    const std::string_view name = std::string_view(e).substr(std::string_view(e).find('/') + 1);
-    const size_t p = line.find(name);
-    if (p != std::string_view::npos && p >= 2 && line.substr(p - 2, 2) == ": " &&
-        line.substr(p + name.size(), 1) == ":") {
-      ++st->events[std::string(name)];
-      return;
-    }
-  }
-}
-
 // Copies tracefs's `trace` (tens of MB for a full buffer) to `out`, line by line, through
 // StripExecPath.
-absl::Status CopyTrace(const std::string& from, const std::string& to, TraceStats* st) {
+absl::Status CopyTrace(const std::string& from, const std::string& to) {
   UniqueFd in(open(from.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) {
     return absl::InternalError(absl::StrFormat("cannot read %s: %s", from, Errno(errno)));
@@ -417,7 +386,6 @@ absl::Status CopyTrace(const std::string& from, const std::string& to, TraceStat
   std::string pending;
   std::vector<char> buf(1 << 20);
   auto emit = [&](std::string_view line) {
-    CountLine(line, st);
     (*out)->Write(StripExecPath(line));
     (*out)->Write("\n");
   };
@@ -563,8 +531,7 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
   Say(o.progress, "{} {}{}", o.argv[0], DescribeStatus(*status),
       *status == 0 ? "" : " (the trace is kept)");
 
-  TraceStats st;
-  if (absl::Status s = CopyTrace(t + "/trace", dir + "/trace.txt", &st); !s.ok()) return s;
+  if (absl::Status s = CopyTrace(t + "/trace", dir + "/trace.txt"); !s.ok()) return s;
   absl::StatusOr<std::string> tgids = ReadWholeFile(t + "/saved_tgids");
   if (!tgids.ok()) {
     Say(o.progress, "warning: {}; tgids.txt is empty", std::string(tgids.status().message()));
@@ -577,16 +544,21 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
   const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
   if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
 
-  if (!st.has_header) {
+  // What was recorded, read back with the replay's own parser.
+  absl::StatusOr<std::string> text = ReadWholeFile(dir + "/trace.txt");
+  if (!text.ok()) return text.status();
+  const Trace trace = ParseTrace(*text);
+  const TraceStats& st = trace.stats;
+  if (trace.num_cpus == 0) {
     Say(o.progress,
         "warning: {}/trace has no '# entries-in-buffer/entries-written: ... #P:N' "
         "header line: is {} a tracefs?",
         t, t);
-  } else if (st.in_buffer < st.written) {
+  } else if (st.entries_in_buffer < st.entries_written) {
     Say(o.progress,
         "warning: {} of {} events were overwritten (the buffer was full): the trace misses its "
         "beginning; capture again with a larger --buffer-kb (now {})",
-        st.written - st.in_buffer, st.written, o.buffer_kb);
+        st.entries_written - st.entries_in_buffer, st.entries_written, o.buffer_kb);
   }
   if (st.lost_markers > 0) {
     Say(o.progress,
@@ -594,10 +566,12 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
         "larger --buffer-kb (now {})",
         st.lost_markers, st.lost_events, o.buffer_kb);
   }
+  std::map<TraceEventKind, int> per_kind;
+  for (const TraceEvent& e : trace.events) ++per_kind[e.kind];
   std::vector<std::string> counts;
-  for (const char* e : kEvents) {
-    const std::string name(std::string_view(e).substr(std::string_view(e).find('/') + 1));
-    counts.push_back(absl::StrFormat("%d %s", st.events[name], name));
+  for (TraceEventKind k : {TraceEventKind::kSwitch, TraceEventKind::kFork, TraceEventKind::kExec,
+                           TraceEventKind::kExit, TraceEventKind::kFlush}) {
+    counts.push_back(absl::StrFormat("%d %s", per_kind[k], TraceEventKindName(k)));
   }
   Say(o.progress, "{} lines: {}", st.lines, absl::StrJoin(counts, ", "));
   return absl::OkStatus();
@@ -634,27 +608,6 @@ std::optional<uint64_t> StatFlags(std::string_view stat) {
   uint64_t flags;
   if (fields.size() < 7 || !absl::SimpleAtoi(fields[6], &flags)) return std::nullopt;
   return flags;
-}
-
-bool ParseEntriesHeader(std::string_view line, uint64_t* in_buffer, uint64_t* written) {
-  constexpr std::string_view kKey = "# entries-in-buffer/entries-written:";
-  if (!line.starts_with(kKey)) return false;
-  line = Trim(line.substr(kKey.size()));
-  const size_t slash = line.find('/');
-  if (slash == std::string_view::npos) return false;
-  std::string_view rest = line.substr(slash + 1);
-  rest = rest.substr(0, rest.find_first_of(" \t"));
-  return absl::SimpleAtoi(Av(line.substr(0, slash)), in_buffer) &&
-         absl::SimpleAtoi(Av(rest), written);
-}
-
-uint64_t LostEvents(std::string_view line) {
-  const size_t p = line.find("[LOST ");
-  if (p == std::string_view::npos) return 0;
-  std::string_view rest = line.substr(p + 6);
-  uint64_t n;
-  if (!absl::SimpleAtoi(Av(rest.substr(0, rest.find(' '))), &n)) return 0;
-  return n;
 }
 
 int PrimeStep(const std::string& left) {

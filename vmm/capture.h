@@ -52,12 +52,6 @@ std::string StripExecPath(std::string_view line);
 // field may itself contain spaces and parentheses, so fields are counted after the last ')'.
 std::optional<uint64_t> StatFlags(std::string_view stat);
 
-// "# entries-in-buffer/entries-written: N/M   #P:C": true and N, M for that header line.
-bool ParseEntriesHeader(std::string_view line, uint64_t* in_buffer, uint64_t* written);
-
-// "CPU:1 [LOST 123 EVENTS]": the number of events lost, 0 for any other line.
-uint64_t LostEvents(std::string_view line);
-
 }  // namespace activemm
 
 #endif  // ACTIVEMM_VMM_CAPTURE_H_

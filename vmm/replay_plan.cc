@@ -77,7 +77,6 @@ class Planner {
       curr_.push_back(c);
     }
     sc.mm_names.push_back("init_mm");
-    users_.push_back(1);
     for (const TraceEvent& e : events_) {
       sc.step_ops.push_back(absl::StrFormat("line %d: %s", e.line, TraceEventKindName(e.kind)));
     }
@@ -110,18 +109,17 @@ class Planner {
   // kernel's CR3 loads (reason 0) left out: the plan must come out the same without them.
   void Prescan() {
     tgid_ = dir_.tgids;
-    next_on_cpu_.assign(events_.size(), -1);
     on_cpu_.assign(dir_.trace.num_cpus, {});
-    std::map<int, int> last;  // cpu -> last event index
     for (int i = 0; i < static_cast<int>(events_.size()); ++i) {
       const TraceEvent& e = events_[i];
       if (e.tgid > 0) tgid_.emplace(e.pid, e.tgid);
       if (e.kind == TraceEventKind::kExec) execs_[e.pid].push_back(i);
       if (e.kind == TraceEventKind::kFlush && e.reason == FlushReason::kTaskSwitch) continue;
       if (e.cpu >= 0 && e.cpu < dir_.trace.num_cpus) on_cpu_[e.cpu].push_back(i);
-      auto it = last.find(e.cpu);
-      if (it != last.end()) next_on_cpu_[it->second] = i;
-      last[e.cpu] = i;
+    }
+    next_on_cpu_.assign(events_.size(), -1);
+    for (const std::vector<int>& v : on_cpu_) {
+      for (size_t k = 0; k + 1 < v.size(); ++k) next_on_cpu_[v[k]] = v[k + 1];
     }
     Order();
   }
@@ -281,17 +279,13 @@ class Planner {
   }
 
   absl::StatusOr<int32_t> NewMm(const std::string& name) {
-    if (users_.size() >= abi::kMaxMms) {
+    std::vector<std::string>& names = out_.scenario.mm_names;
+    if (names.size() >= abi::kMaxMms) {
       return Error(absl::StrFormat("more than %d mms: the guest has no room for more",
                                    abi::kMaxMms - 1));
     }
-    out_.scenario.mm_names.push_back(name);
-    users_.push_back(1);
-    return static_cast<int32_t>(users_.size()) - 1;
-  }
-
-  void MmPut(int32_t mm) {
-    if (mm != abi::kNoMm) --users_[mm];
+    names.push_back(name);
+    return static_cast<int32_t>(names.size()) - 1;
   }
 
   absl::StatusOr<int32_t> NewTask(int pid, int tgid, const std::string& comm, bool kthread) {
@@ -341,7 +335,6 @@ class Planner {
       abi::Step s = MakeStep(abi::StepOp::kCloneVm, cpu, *t);
       s.parent = holder;
       tasks_[*t].mm = tasks_[holder].mm;
-      ++users_[tasks_[*t].mm];
       Emit(s);
       return t;
     }
@@ -593,7 +586,6 @@ class Planner {
       // so no flush before the fork event): the child shares the parent's mm.
       s = MakeStep(abi::StepOp::kCloneVm, e.cpu, *c);
       tasks_[*c].mm = p.mm;
-      ++users_[p.mm];
       if (child_tgid == p.tgid) {
         ++out_.stats.threads;
       } else {
@@ -636,7 +628,6 @@ class Planner {
         BeforeTrailingFlushes(static_cast<int>(out_.scenario.program.size()), e.cpu, *t, *mm);
     Insert(at, s);
     PlanTask& task = tasks_[*t];
-    MmPut(task.mm);
     task.mm = *mm;
     task.kthread = false;
     return absl::OkStatus();
@@ -707,7 +698,6 @@ class Planner {
       s.flags = out_.scenario.program[at].flags;
     }
     Insert(at, s);
-    MmPut(c.mm);
     c.mm = *mm;
     c.kthread = false;
     c.exec_done_early = true;
@@ -733,7 +723,6 @@ class Planner {
     s.arg = abi::kExitKeepsRunning;
     Emit(s);
     PlanTask& task = tasks_[t];
-    MmPut(task.mm);
     task.mm = abi::kNoMm;
     task.exiting = true;
   }
@@ -774,7 +763,6 @@ class Planner {
   int last_verify_ = 0;
   std::vector<PlanTask> tasks_;  // guest task index -> task; 0..cpus-1 are the idle tasks
   std::map<int, int32_t> by_pid_;  // live tasks (not idle)
-  std::vector<int> users_;         // mm slot -> mm_users as planned
   std::vector<int32_t> curr_;      // per CPU
   std::vector<bool> local_half_;  // flush lines that are the local half of a reason 4 before them
   std::map<int, int32_t> open_flushes_;  // flush events begun and not finished -> their task

@@ -74,6 +74,12 @@ class RunTimeline {
     const std::vector<abi::StepRecord>& rec = run_.report->step_records;
     w_.Process(pid_, run_.label, pid_);
     tracks_.assign(sc.cpus, CpuTrack{});
+    for (const abi::StepRecord& r : rec) {  // the TSC clock starts at the first step run
+      if ((r.result & abi::kStepExecuted) && r.tsc_begin != 0) {
+        first_tsc_ = r.tsc_begin;
+        break;
+      }
+    }
     for (int c = 0; c < sc.cpus; ++c) {
       w_.Thread(pid_, c, absl::StrFormat("CPU %d", c));
       // Every CPU starts in its idle task on init_mm (the guest's boot state).
@@ -112,20 +118,8 @@ class RunTimeline {
   }
   int64_t TscNs(uint64_t tsc) const {
     const uint64_t khz = run_.report->tsc_khz != 0 ? run_.report->tsc_khz : 1000000;
-    const uint64_t base = FirstTsc();
-    const uint64_t d = tsc > base ? tsc - base : 0;
+    const uint64_t d = tsc > first_tsc_ ? tsc - first_tsc_ : 0;
     return static_cast<int64_t>(static_cast<long double>(d) * 1e6L / khz);
-  }
-  uint64_t FirstTsc() const {
-    if (first_tsc_ == 0) {
-      for (const abi::StepRecord& r : run_.report->step_records) {
-        if ((r.result & abi::kStepExecuted) && r.tsc_begin != 0) {
-          first_tsc_ = r.tsc_begin;
-          break;
-        }
-      }
-    }
-    return first_tsc_;
   }
 
   std::string TaskName(int32_t t) const {
@@ -191,7 +185,7 @@ class RunTimeline {
   const TimelineRun& run_;
   const int64_t t0_ns_;
   std::vector<CpuTrack> tracks_;
-  mutable uint64_t first_tsc_ = 0;
+  uint64_t first_tsc_ = 0;
 };
 
 // The traced kernel's CPUs: who ran (sched_switch), its CR3 loads (reason 0) and flush IPIs

@@ -312,6 +312,23 @@ int HeaderCpus(std::string_view line) {
   return n;
 }
 
+// "# entries-in-buffer/entries-written: 6104/9000   #P:2": the two counts into `stats`; other
+// comment lines leave them alone.
+void HeaderEntries(std::string_view line, TraceStats* stats) {
+  constexpr std::string_view kKey = "# entries-in-buffer/entries-written:";
+  if (!line.starts_with(kKey)) return;
+  std::string_view s = line.substr(kKey.size());
+  s.remove_prefix(std::min(s.find_first_not_of(" \t"), s.size()));
+  std::string_view in, written;
+  if (!Until(&s, "/", &in)) return;
+  written = s.substr(0, s.find_first_of(" \t"));
+  uint64_t a = 0, b = 0;
+  if (ParseUnsigned(in, &a) && ParseUnsigned(written, &b)) {
+    stats->entries_in_buffer = a;
+    stats->entries_written = b;
+  }
+}
+
 // Calls fn(line) for each line of `text` without its "\n" or "\r\n"; a last line without a
 // newline counts too, an empty text has no lines.
 template <typename Fn>
@@ -514,6 +531,7 @@ Trace ParseTrace(std::string_view text) {
         return;
       }
       if (cpus > 0) trace.num_cpus = cpus;
+      HeaderEntries(line, &stats);
       ++stats.comments;
       return;
     }

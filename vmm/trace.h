@@ -77,6 +77,10 @@ struct TraceStats {
   int other_events = 0;    // well-formed lines of events the replay does not use
   int lost_markers = 0;
   uint64_t lost_events = 0;
+  // From the header "# entries-in-buffer/entries-written: N/M": M > N means the ring buffer
+  // overwrote the first M - N events. Both 0 without that line.
+  uint64_t entries_in_buffer = 0;
+  uint64_t entries_written = 0;
   std::vector<int> malformed_lines;  // the first few, for messages (at most 10)
 };
 

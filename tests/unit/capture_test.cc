@@ -1,6 +1,7 @@
 // The text handling of `activemm capture` (vmm/capture.h): what it changes in recorded lines and
 // what it reads from /proc and from the trace header.
 #include "vmm/capture.h"
+#include "vmm/trace.h"
 
 #include "gtest/gtest.h"
 
@@ -39,20 +40,25 @@ TEST(StatFlags, CountsFieldsAfterTheLastParenthesis) {
   EXPECT_EQ(StatFlags("garbage"), std::nullopt);
 }
 
-TEST(ParseEntriesHeader, ReadsBothCounts) {
-  uint64_t in = 0, written = 0;
-  EXPECT_TRUE(ParseEntriesHeader("# entries-in-buffer/entries-written: 6104/9000   #P:2", &in,
-                                 &written));
-  EXPECT_EQ(in, 6104u);
-  EXPECT_EQ(written, 9000u);
-  EXPECT_FALSE(ParseEntriesHeader("# tracer: nop", &in, &written));
-  EXPECT_FALSE(ParseEntriesHeader("# entries-in-buffer/entries-written: x/y", &in, &written));
+// The capture's summary and warnings come from the replay's parser (vmm/trace.h): the header's
+// entry counts (events the full buffer overwrote) and LOST markers.
+TEST(CaptureSummary, HeaderEntriesComeFromTheTraceParser) {
+  TraceStats st = ParseTrace("# entries-in-buffer/entries-written: 6104/9000   #P:2\n").stats;
+  EXPECT_EQ(st.entries_in_buffer, 6104u);
+  EXPECT_EQ(st.entries_written, 9000u);
+  st = ParseTrace("# tracer: nop\n").stats;
+  EXPECT_EQ(st.entries_in_buffer, 0u);
+  EXPECT_EQ(st.entries_written, 0u);
+  st = ParseTrace("# entries-in-buffer/entries-written: x/y\n").stats;
+  EXPECT_EQ(st.entries_in_buffer, 0u);
+  EXPECT_EQ(st.entries_written, 0u);
 }
 
-TEST(LostEvents, ReadsTheMarker) {
-  EXPECT_EQ(LostEvents("CPU:1 [LOST 123 EVENTS]"), 123u);
-  EXPECT_EQ(LostEvents("a-1 (1) [000] d..2. 1.0: tlb_flush: pages:-1 reason:flush on task "
-                       "switch (0)"),
+TEST(CaptureSummary, LostEventsComeFromTheTraceParser) {
+  EXPECT_EQ(ParseTrace("CPU:1 [LOST 123 EVENTS]\n").stats.lost_events, 123u);
+  EXPECT_EQ(ParseTrace("a-1 (1) [000] d..2. 1.0: tlb_flush: pages:-1 reason:flush on task "
+                       "switch (0)\n")
+                .stats.lost_events,
             0u);
 }
 
