@@ -101,6 +101,17 @@ def _emit_per_cpu(s, lists):
         s.parallel(block)
 
 
+def _processes_and_kworkers(s, processes_per_cpu):
+    """Spawns, CPU by CPU, `processes_per_cpu` processes "P<c>.<i>" (2 pages each) and then the
+    kworker "K<c>"; returns {cpu: [the CPU's process names]}."""
+    procs = {c: [f"P{c}.{i}" for i in range(processes_per_cpu)] for c in range(s.cpus)}
+    for c in range(s.cpus):
+        for p in procs[c]:
+            s.spawn(p, pages=2)
+        s.kthread(f"K{c}")
+    return procs
+
+
 def _switch_step(cpu, task):
     """A run step, or an idle step for task None (the idle task)."""
     if task is None:
@@ -116,11 +127,7 @@ def kthread_share(share_pct, seed, cpus=4, processes_per_cpu=3, switches_per_cpu
     _check_int(switches_per_cpu, "switches_per_cpu", 1, 4000)
     rng = _rng(KTHREAD_SHARE, share_pct, seed)
     s = Scenario(f"sweep {KTHREAD_SHARE} {share_pct}% seed {seed}", cpus=cpus)
-    procs = {c: [f"P{c}.{i}" for i in range(processes_per_cpu)] for c in range(cpus)}
-    for c in range(cpus):
-        for p in procs[c]:
-            s.spawn(p, pages=2)
-        s.kthread(f"K{c}")
+    procs = _processes_and_kworkers(s, processes_per_cpu)
     kernel_switches = round(share_pct * switches_per_cpu / 100)
     lists = {}
     for c in range(cpus):
@@ -160,11 +167,7 @@ def processes_per_cpu(processes, seed, cpus=4, slices_per_cpu=192):
     _check_int(slices_per_cpu, "slices_per_cpu", 1, 2000)
     rng = _rng(PROCESSES_PER_CPU, processes, seed)
     s = Scenario(f"sweep {PROCESSES_PER_CPU} {processes} seed {seed}", cpus=cpus)
-    procs = {c: [f"P{c}.{i}" for i in range(processes)] for c in range(cpus)}
-    for c in range(cpus):
-        for p in procs[c]:
-            s.spawn(p, pages=2)
-        s.kthread(f"K{c}")
+    procs = _processes_and_kworkers(s, processes)
     lists = {}
     for c in range(cpus):
         steps = []

@@ -9,17 +9,10 @@ fails instead).
 
 import json
 import os
-import pathlib
-import subprocess
+import sys
 
-import pytest
-
-BIN = os.environ.get("ACTIVEMM_BIN", "")
-WORKLOADS = os.environ.get("ACTIVEMM_WORKLOADS") or (
-    str(pathlib.Path(BIN).resolve().parents[1] / "tests" / "workloads") if BIN else "")
-TRACEFS = "/sys/kernel/tracing"
-
-EXIT_OK = 0
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pytest_helpers import EXIT_OK, needs_capture, needs_kvm, run, workload_path  # noqa: E402
 
 WORKLOAD_NAMES = ["wl_threads", "wl_forkexec", "wl_mmap_churn", "wl_io"]
 
@@ -30,38 +23,14 @@ TARGET_PRECISION, TARGET_RECALL, TARGET_FLUSH = 0.99, 0.99, 0.95
 FLOOR_PRECISION, FLOOR_RECALL, FLOOR_FLUSH = 0.95, 0.95, 0.75
 
 
-def run(*args, timeout=300):
-    assert BIN, "ACTIVEMM_BIN is not set (run through ctest)"
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-def needs_capture_and_kvm():
-    if os.geteuid() != 0:
-        pytest.skip("capturing needs root (tracefs); run the tests as root to cover it")
-    mounted = os.path.exists(f"{TRACEFS}/trace")
-    if not mounted and "tracefs" not in pathlib.Path("/proc/filesystems").read_text():
-        pytest.skip("this kernel has no tracefs (CONFIG_FTRACE)")
-    if mounted and not os.path.exists(f"{TRACEFS}/events/tlb/tlb_flush/enable"):
-        pytest.skip("this kernel has no tlb/tlb_flush trace event (x86 only)")
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-    except OSError as e:
-        if os.environ.get("ACTIVEMM_REQUIRE_KVM") == "1":
-            pytest.fail(f"ACTIVEMM_REQUIRE_KVM=1 but /dev/kvm is unusable: {e}")
-        pytest.skip(f"/dev/kvm is unusable here: {e}")
-
-
 def capture_and_replay(tmp_path, workload):
-    program = os.path.join(WORKLOADS, workload)
-    if not os.access(program, os.X_OK):
-        pytest.fail(f"{program} is missing: build the project (tests/workloads)")
+    program = workload_path(workload)
     trace = tmp_path / workload
-    r = run("capture", str(trace), "--", program)
+    r = run("capture", str(trace), "--", program, timeout=300)
     assert r.returncode == EXIT_OK, r.stderr
     assert f"{workload} exited with status 0" in r.stderr, r.stderr
     out = tmp_path / f"{workload}.json"
-    r = run("replay", str(trace), f"--json={out}")
+    r = run("replay", str(trace), f"--json={out}", timeout=300)
     assert r.returncode == EXIT_OK, r.stdout + r.stderr
     return json.loads(out.read_text())
 
@@ -78,7 +47,8 @@ def describe(workload, report):
 
 
 def test_fresh_captures_replay_with_the_kernels_decisions(tmp_path):
-    needs_capture_and_kvm()
+    needs_capture()
+    needs_kvm()
     total = {"true_positives": 0, "false_positives": 0, "false_negatives": 0,
              "flush_right": 0, "flush_wrong": 0}
     lines = []

@@ -8,34 +8,18 @@ default), and activemm capture itself waits for any other capture to finish.
 
 import os
 import pathlib
-import shutil
-import subprocess
-import tempfile
+import sys
 
 import pytest
 
-BIN = os.environ.get("ACTIVEMM_BIN", "")
-WORKLOADS = os.environ.get("ACTIVEMM_WORKLOADS") or (
-    str(pathlib.Path(BIN).resolve().parents[1] / "tests" / "workloads") if BIN else "")
-
-# vmm/exit_codes.h
-EXIT_OK, EXIT_USAGE, EXIT_HOST_ERROR = 0, 2, 6
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pytest_helpers import (  # noqa: E402
+    EXIT_HOST_ERROR, EXIT_OK, EXIT_USAGE, TRACEFS, as_nobody, needs_capture, needs_root, run,
+    workload_path)
 
 EVENTS = ["sched/sched_switch", "sched/sched_process_fork", "sched/sched_process_exec",
           "sched/sched_process_exit", "tlb/tlb_flush"]
-TRACEFS = "/sys/kernel/tracing"
 OUTPUT_FILES = ["kernel.txt", "kthreads.txt", "tgids.txt", "trace.txt"]
-
-
-def run(*args, timeout=120):
-    assert BIN, "ACTIVEMM_BIN is not set (run through ctest)"
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-def needs_root():
-    if os.geteuid() != 0:
-        pytest.skip("capturing needs root (tracefs); run the tests as root to cover it")
 
 
 def read(path):
@@ -97,20 +81,9 @@ def test_without_root_it_says_to_use_sudo(tmp_path):
     else:
         # Drop to nobody (as tests/cli/test_cli.py does), with the binary and OUT_DIR where
         # nobody can reach them.
-        if not shutil.which("setpriv"):
-            pytest.skip("setpriv (util-linux) is needed to drop root for this test")
-        public = tempfile.mkdtemp(prefix="activemm-capture-", dir="/tmp")
-        try:
-            os.chmod(public, 0o777)
-            binary = shutil.copy(BIN, public)
-            os.chmod(binary, 0o755)
-            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                binary, "capture", f"{public}/out", "--", "/bin/true"],
-                               capture_output=True, text=True, timeout=60,
-                               stdin=subprocess.DEVNULL)
+        with as_nobody("activemm-capture-", folder_mode=0o777) as (public, run_as_nobody):
+            r = run_as_nobody("capture", f"{public}/out", "--", "/bin/true")
             assert not os.path.exists(f"{public}/out")
-        finally:
-            shutil.rmtree(public)
     assert r.returncode == EXIT_HOST_ERROR, r.stderr
     assert "activemm capture: needs root to write tracefs (run it with sudo)" in r.stderr
 
@@ -236,19 +209,12 @@ def tracefs_state():
 
 
 def test_real_capture_of_wl_forkexec(tmp_path):
-    needs_root()
-    mounted = os.path.exists(f"{TRACEFS}/trace")
-    if not mounted and "tracefs" not in pathlib.Path("/proc/filesystems").read_text():
-        pytest.skip("this kernel has no tracefs (CONFIG_FTRACE)")
-    if mounted and not os.path.exists(f"{TRACEFS}/events/tlb/tlb_flush/enable"):
-        pytest.skip("this kernel has no tlb/tlb_flush trace event (x86 only)")
-    workload = os.path.join(WORKLOADS, "wl_forkexec")
-    if not os.access(workload, os.X_OK):
-        pytest.fail(f"{workload} is missing: build the project (tests/workloads)")
+    mounted = needs_capture()
+    program = workload_path("wl_forkexec")
     before = tracefs_state() if mounted else None
 
     out = tmp_path / "captures" / "forkexec"
-    r = run("capture", str(out), "--", workload)
+    r = run("capture", str(out), "--", program)
     assert r.returncode == EXIT_OK, r.stderr
     assert "wl_forkexec exited with status 0" in r.stderr
 

@@ -7,40 +7,14 @@ Tests that boot a guest skip where /dev/kvm is unusable, unless ACTIVEMM_REQUIRE
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
+import sys
 
 import pytest
 
-BIN = os.environ.get("ACTIVEMM_BIN", "")
-
-# vmm/exit_codes.h
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_GUEST_FAILED, EXIT_WATCHDOG, EXIT_NO_KVM = range(6)
-
-
-def kvm_usable():
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR)
-    except OSError as e:
-        return False, str(e)
-    os.close(fd)
-    return True, ""
-
-
-def needs_kvm():
-    ok, why = kvm_usable()
-    if ok:
-        return
-    if os.environ.get("ACTIVEMM_REQUIRE_KVM") == "1":
-        pytest.fail(f"ACTIVEMM_REQUIRE_KVM=1 but /dev/kvm is unusable: {why}")
-    pytest.skip(f"/dev/kvm is unusable here: {why}")
-
-
-def run(*args, timeout=120):
-    assert BIN, "ACTIVEMM_BIN is not set (run through ctest)"
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pytest_helpers import (  # noqa: E402
+    EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_NO_KVM, EXIT_OK, EXIT_USAGE, EXIT_WATCHDOG,
+    as_nobody, needs_kvm, run)
 
 
 def test_no_command_is_a_usage_error():
@@ -79,25 +53,14 @@ def test_kvm_device_without_permission_says_what_to_do(tmp_path):
     if os.geteuid() == 0:
         # Root opens anything; drop to nobody, for whom a device like /dev/kvm (mode 0600 or
         # 0660 root:kvm) is off limits, and let it open the real device path.
-        if not shutil.which("setpriv"):
-            pytest.skip("setpriv (util-linux) is needed to drop root for this test")
-        dev = "/dev/kvm" if os.path.exists("/dev/kvm") and not os.stat("/dev/kvm").st_mode & 0o006 \
-            else None
-        if dev is None:
-            dev = tmp_path / "kvm"  # nobody cannot even reach it: EACCES all the same
-            dev.write_text("")
-            dev.chmod(0o600)
-        # nobody must reach the binary: the clone may sit below a directory only root can enter.
-        public = tempfile.mkdtemp(prefix="activemm-cli-", dir="/tmp")
-        try:
-            os.chmod(public, 0o755)
-            binary = shutil.copy(BIN, public)
-            os.chmod(binary, 0o755)
-            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                binary, "selftest", f"--kvm={dev}"], capture_output=True,
-                               text=True, timeout=60, stdin=subprocess.DEVNULL)
-        finally:
-            shutil.rmtree(public)
+        with as_nobody("activemm-cli-") as (_, run_as_nobody):
+            dev = "/dev/kvm" if os.path.exists("/dev/kvm") and \
+                not os.stat("/dev/kvm").st_mode & 0o006 else None
+            if dev is None:
+                dev = tmp_path / "kvm"  # nobody cannot even reach it: EACCES all the same
+                dev.write_text("")
+                dev.chmod(0o600)
+            r = run_as_nobody("selftest", f"--kvm={dev}")
     else:
         dev = tmp_path / "kvm"
         dev.write_text("")

@@ -16,34 +16,17 @@ import subprocess
 
 import pytest
 
-BIN = os.environ.get("ACTIVEMM_BIN", "")
+from test_cli import needs_kvm, run
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAKE_TRACE = ROOT.parent / "shared" / "traces" / "make"
 
-# vmm/exit_codes.h
-EXIT_OK, EXIT_USAGE = 0, 2
+from test_cli import EXIT_OK, EXIT_USAGE
 
 DECISIONS_HEADER = "line,cpu,prev_pid,next_pid,cr3_load,flush"
 SCORE_FIELDS = ["switches", "placed", "unplaced", "scored", "truth_unknown", "real_loads",
                 "true_positives", "false_positives", "false_negatives", "true_negatives",
                 "precision", "recall", "flush_right", "flush_wrong", "flush_accuracy"]
-
-
-def run(*args, timeout=120):
-    assert BIN, "ACTIVEMM_BIN is not set (run through ctest)"
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-def needs_kvm():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return
-    except OSError as e:
-        why = str(e)
-    if os.environ.get("ACTIVEMM_REQUIRE_KVM") == "1":
-        pytest.fail(f"ACTIVEMM_REQUIRE_KVM=1 but /dev/kvm is unusable: {why}")
-    pytest.skip(f"/dev/kvm is unusable here: {why}")
 
 
 def needs_make_trace():

@@ -16,27 +16,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(ROOT, "scripts")
 SCENARIOS = os.path.join(SCRIPTS, "scenarios")
-PYTHON = "/usr/bin/python3"
 
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import activemm_scenario as lib  # noqa: E402
 from activemm_scenario import Scenario  # noqa: E402
+from pytest_helpers import MODEL_OP_FIELDS, PYTHON  # noqa: E402
 
 # The fields each op may carry (docs/scenarios.md); anything else is an error in the tool.
 OP_FIELDS = {
-    "spawn": {"task", "pages", "cpu"},
-    "clone_vm": {"parent", "task"},
-    "fork": {"parent", "task"},
-    "kthread": {"task"},
-    "run": {"cpu", "task"},
-    "idle": {"cpu"},
-    "exec": {"task", "pages"},
-    "exit": {"task"},
-    "use_mm": {"task", "mm"},
-    "unuse_mm": {"task"},
-    "mmap": {"task", "pages"},
-    "munmap": {"task", "pages"},
-    "mprotect": {"task", "pages", "prot"},
+    **MODEL_OP_FIELDS,
     "check": {"mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb"},
     "counters": {"cpu", "lazy_tlb"} | set(lib.COUNTER_NAMES),
     "checkpoint": set(),

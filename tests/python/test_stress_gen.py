@@ -13,28 +13,17 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(ROOT, "scripts", "stress_gen.py")
-PYTHON = "/usr/bin/python3"
 
-MODEL_OPS = {
-    "spawn": {"task", "pages", "cpu"},
-    "clone_vm": {"parent", "task"},
-    "fork": {"parent", "task"},
-    "kthread": {"task"},
-    "run": {"cpu", "task"},
-    "idle": {"cpu"},
-    "exec": {"task", "pages"},
-    "exit": {"task"},
-    "use_mm": {"task", "mm"},
-    "unuse_mm": {"task"},
-    "mmap": {"task", "pages"},
-    "munmap": {"task", "pages"},
-    "mprotect": {"task", "pages", "prot"},
-}
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from pytest_helpers import PYTHON, assert_usage_error, needs_kvm  # noqa: E402
+from pytest_helpers import MODEL_OP_FIELDS as MODEL_OPS  # noqa: E402
+
 MAX_ENTRIES = 64
 TOOL_MAX_TASKS = 4096  # idle tasks included
 TOOL_MAX_MMS = 4096    # init_mm included
@@ -580,30 +569,17 @@ def test_long_run_stays_bounded():
     ["--cpus", "2", "--seed", "1", "--steps", "10", "--parallel", "some"],
 ])
 def test_bad_arguments_are_usage_errors(args):
-    out = subprocess.run([PYTHON, GEN, *args], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert out.returncode == 2
-    assert out.stdout == ""
-    assert "usage" in out.stderr
+    assert_usage_error(GEN, args)
 
 
 # ---- on the real tool ---------------------------------------------------------------------------
 
-def _kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("cpus", [2, 4, 8])
 def test_runs_on_the_tool_with_every_step_verified(cpus, tmp_path):
     binary = os.environ.get("ACTIVEMM_BIN")
-    if not binary:
+    if not binary:  # the `python` ctest sets it; a bare pytest run may not
         pytest.skip("ACTIVEMM_BIN is not set (the activemm binary to run scenarios on)")
-    if not _kvm_usable():
-        pytest.skip("/dev/kvm cannot be opened read-write")
+    needs_kvm()
     text = generate_text(cpus, 2024, 300)
     assert blocks(json.loads(text)), "no parallel block to run"
     path = tmp_path / f"stress-{cpus}.json"

@@ -24,13 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPTS = os.path.join(ROOT, "scripts")
 SWEEP = os.path.join(SCRIPTS, "sweep.py")
 GEN = os.path.join(SCRIPTS, "sweep_gen.py")
-PYTHON = "/usr/bin/python3"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, os.path.dirname(HERE))
 import sweep  # noqa: E402
 import sweep_gen  # noqa: E402
 from activemm_scenario import COUNTER_NAMES  # noqa: E402
+from pytest_helpers import PYTHON, needs_kvm  # noqa: E402
 
 EXPECTED_COLUMNS = list(sweep.BASE_COLUMNS) + list(COUNTER_NAMES)
 PLOTS = ["kthread_share.png", "processes_per_cpu.png", "ipis_vs_cpus.png"]
@@ -222,12 +223,7 @@ def needs_tool():
     binary = os.environ.get("ACTIVEMM_BIN")
     if not binary:
         pytest.skip("ACTIVEMM_BIN is not set (ctest's `sweep` test sets it)")
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-    except OSError as e:
-        if os.environ.get("ACTIVEMM_REQUIRE_KVM") == "1":
-            pytest.fail(f"ACTIVEMM_REQUIRE_KVM=1 but /dev/kvm is unusable: {e}")
-        pytest.skip(f"/dev/kvm is unusable here: {e}")
+    needs_kvm()
     return binary
 
 

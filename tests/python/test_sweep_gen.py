@@ -19,12 +19,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPTS = os.path.join(ROOT, "scripts")
 GEN = os.path.join(SCRIPTS, "sweep_gen.py")
-PYTHON = "/usr/bin/python3"
 
 sys.path.insert(0, SCRIPTS)
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 import sweep  # noqa: E402
 import sweep_gen  # noqa: E402
+from pytest_helpers import PYTHON, assert_usage_error  # noqa: E402
 from test_stress_gen import Invalid, model_steps, replay  # noqa: E402
 
 KS, PPC, IPIS = sweep_gen.KTHREAD_SHARE, sweep_gen.PROCESSES_PER_CPU, sweep_gen.IPIS_VS_CPUS
@@ -117,11 +118,7 @@ def test_the_command_line_prints_and_writes_the_same_text(tmp_path):
     ["no-such-family", "1"], [KS],
 ])
 def test_bad_arguments_are_usage_errors(args):
-    out = subprocess.run([PYTHON, GEN, *args], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert out.returncode == 2
-    assert out.stdout == ""
-    assert "usage" in out.stderr
+    assert_usage_error(GEN, args)
 
 
 def test_bad_values_raise_value_error():
