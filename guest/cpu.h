@@ -58,8 +58,13 @@ inline void Pause() { asm volatile("pause" ::: "memory"); }
 // STI's one-instruction interrupt shadow makes "sti; hlt" atomic: an interrupt that became
 // pending before the STI wakes the HLT instead of being taken before it (SDM 6.8.3). Without
 // it, the wake-up IPI could be handled between the caller's last check and the HLT, and the
-// CPU would sleep forever.
-inline void SafeHaltThenCli() { asm volatile("sti; hlt; cli" ::: "memory"); }
+// CPU would sleep forever. Not every emulator keeps the shadow: nested KVM under QEMU TCG was
+// seen to deliver the interrupt between the two (docs/hosts.md), so the one HLT of this
+// sequence is at a known address (entry.S) and trap_dispatch resumes an interrupt taken there
+// after it, as the architecture would have.
+extern "C" void safe_halt_then_cli();
+extern "C" const char safe_halt_hlt[];
+inline void SafeHaltThenCli() { safe_halt_then_cli(); }
 [[noreturn]] inline void HaltForever() {
   for (;;) asm volatile("cli; hlt");
 }

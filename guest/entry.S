@@ -180,3 +180,15 @@ ret_from_fork_asm:
     call ret_from_fork
 1:  hlt
     jmp 1b
+
+/* ---- sti; hlt; cli (guest/cpu.h SafeHaltThenCli): one HLT at a known address, so that an
+ * interrupt an emulator delivers inside STI's shadow resumes after it (trap_dispatch). ---- */
+.section .text, "ax"
+.globl safe_halt_then_cli
+safe_halt_then_cli:
+    sti
+.globl safe_halt_hlt
+safe_halt_hlt:
+    hlt
+    cli
+    ret

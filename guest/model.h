@@ -118,6 +118,8 @@ void run_user_burst();
 
 // ---- scenario.cc, cost.cc: the programs ----
 [[noreturn]] void RunScenario();
+// The kick interrupt (kVecKick) arrived: counted for the host (abi::StepLoopCpu).
+void scenario_kick_taken();
 [[noreturn]] void RunCost();
 
 }  // namespace activemm::guest

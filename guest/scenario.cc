@@ -25,7 +25,14 @@ void Verify(uint64_t check, uint32_t step_index) {
   Hypercall(abi::Hypercall::kVerify);
 }
 
-void Kick(uint32_t cpu) { ApicSendIpi(percpu[cpu].apic_id, kVecKick); }
+abi::StepLoopCpu* StepLoopState(uint32_t cpu) {
+  return static_cast<abi::StepLoopCpu*>(PhysToVirt(abi::kStepLoopPa)) + cpu;
+}
+
+void Kick(uint32_t cpu) {
+  __atomic_add_fetch(&StepLoopState(cpu)->kicks_sent, 1, __ATOMIC_RELAXED);
+  ApicSendIpi(percpu[cpu].apic_id, kVecKick);
+}
 
 // The program's steps and results lie in the window after the header or above the page
 // allocator's end (where the host puts programs that do not fit the window).
@@ -230,6 +237,14 @@ void ContinueParallel() {
   }
 }
 
+// Halts until a kick (or any interrupt); `seen` is the step this CPU saw next, for the host.
+void WaitForKick(uint32_t seen) {
+  abi::StepLoopCpu* state = StepLoopState(this_cpu()->cpu);
+  state->waiting_for = seen;
+  ++state->halts;
+  SafeHaltThenCli();
+}
+
 [[noreturn]] void StepLoop() {
   for (;;) {
     Cli();
@@ -243,7 +258,7 @@ void ContinueParallel() {
     const abi::Step& s = steps[i];
     if (s.op == static_cast<uint32_t>(abi::StepOp::kParallel)) {
       if (self->par_done == i) {  // this CPU's part is done; the others are still at it
-        SafeHaltThenCli();
+        WaitForKick(i);
         continue;
       }
       GUEST_CHECK_VALUES(s.arg <= header->num_steps - i - 1, 2, uint64_t{i}, uint64_t{s.arg});
@@ -255,7 +270,7 @@ void ContinueParallel() {
     if (s.cpu != self->cpu) {
       // The kick may come between the load above and the halt: it stays pending (interrupts
       // are off) and the atomic sti;hlt wakes at once.
-      SafeHaltThenCli();
+      WaitForKick(i);
       continue;
     }
     BeginStep(i);
@@ -271,6 +286,10 @@ void StepLoopResume() {
 }
 
 }  // namespace
+
+void scenario_kick_taken() {
+  __atomic_add_fetch(&StepLoopState(this_cpu()->cpu)->kicks_taken, 1, __ATOMIC_RELAXED);
+}
 
 void RunScenario() {
   const uint32_t cpu = this_cpu()->cpu;

@@ -4,6 +4,7 @@
 #include "guest/cpu.h"
 #include "guest/hypercall.h"
 #include "guest/model.h"
+#include "guest/page_alloc.h"
 #include "guest/percpu.h"
 #include "guest/user_mode.h"
 #include "shared/x86.h"
@@ -31,6 +32,14 @@ void ReportUnexpectedTrap(const TrapFrame& f) {
 using namespace activemm::guest;
 
 extern "C" void trap_dispatch(TrapFrame* f) {
+  // An interrupt taken at SafeHaltThenCli's HLT came inside STI's shadow, which hardware never
+  // does: it would return to the HLT and sleep through the wake-up it just handled. Resume
+  // after the HLT (one byte), as an interrupt that woke it would.
+  if (f->rip == reinterpret_cast<uint64_t>(safe_halt_hlt)) {
+    f->rip += 1;
+    auto* state = static_cast<activemm::abi::StepLoopCpu*>(PhysToVirt(activemm::abi::kStepLoopPa));
+    ++state[this_cpu()->cpu].shadow_interrupts;
+  }
   switch (f->vector) {
     case activemm::x86::kVecInvalidOpcode:
       // ud2 from ring 3 is the way back into the kernel (no SYSCALL on the CI hypervisor).
@@ -40,6 +49,7 @@ extern "C" void trap_dispatch(TrapFrame* f) {
       if (FromUser(*f) && HandleUserProbeFault(*f, ReadCr2())) return;
       break;
     case kVecKick:
+      scenario_kick_taken();
       ApicEoi();
       return;
     case kVecFlushTlb:

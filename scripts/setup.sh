@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
 # Installs what activemm needs to build and test, from Debian's packages only, and only what is
 # missing. As root it runs apt-get; otherwise it prints the exact command to run and fails.
+#
+#   setup.sh [--nested]
+#
+# --nested adds what the nested-KVM VM needs (scripts/nested_kvm/run.sh: QEMU, busybox for its
+# initramfs, depmod and xz for the kernel's modules) and fetches its kernel into the build
+# tree's cache, so that the first run does not wait for the download.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+nested=0
+case ${1:-} in
+  --nested) nested=1 ;;
+  "") ;;
+  *) echo "setup: unknown option $1 (usage: setup.sh [--nested])" >&2; exit 2 ;;
+esac
 
 packages=(
   g++ cmake make binutils
   libabsl-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   python3 python3-pytest python3-matplotlib
 )
+if [ "$nested" = 1 ]; then
+  packages+=(qemu-system-x86 busybox-static kmod xz-utils)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -41,8 +58,11 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   exit 1
 fi
 
-if [ ! -e /dev/kvm ]; then
-  echo "setup: note: /dev/kvm does not exist here; activemm needs KVM to run guests" >&2
+if [ "$nested" = 1 ]; then
+  cache=${ACTIVEMM_NESTED_CACHE:-${ACTIVEMM_BUILD_DIR:-$root/build}/nested-kvm}
+  bash "$root/scripts/nested_kvm/kernel.sh" "$cache" >/dev/null
+elif [ ! -e /dev/kvm ]; then
+  echo "setup: note: /dev/kvm does not exist here; guests will run inside a QEMU VM with nested KVM (setup.sh --nested)" >&2
 elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
   echo "setup: note: no read/write access to /dev/kvm; add yourself to group kvm" >&2
 fi

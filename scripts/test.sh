@@ -1,33 +1,48 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test (the README's test command; .ci/run calls it).
-# Where /dev/kvm is usable the KVM tests must run: ACTIVEMM_REQUIRE_KVM=1 turns their skip into
-# a failure, and a skipped test in CTest's summary fails the run as well.
+#
+# Every test runs on every host and a skipped KVM test fails the run: ACTIVEMM_REQUIRE_KVM=1
+# turns a KVM test's skip into a failure, and a skip in CTest's summary fails the run too.
+# Where /dev/kvm is usable, all tests run here. Where it is not, the tests labelled `kvm` run
+# inside a QEMU TCG VM with nested KVM (scripts/nested_kvm/run.sh) and the rest run here.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${ACTIVEMM_BUILD_DIR:-$root/build}
 
-bash "$root/scripts/setup.sh"
+# The nested-KVM runner's own tests boot QEMU on every host, so its packages are always needed.
+bash "$root/scripts/setup.sh" --nested
 bash "$root/scripts/build.sh"
+export ACTIVEMM_REQUIRE_KVM=1
 
-if [ -r /dev/kvm ] && [ -w /dev/kvm ] && /usr/bin/python3 -c \
-    'import os; os.close(os.open("/dev/kvm", os.O_RDWR))' 2>/dev/null; then
-  export ACTIVEMM_REQUIRE_KVM=1
-  echo "test: /dev/kvm is usable: KVM tests must run, none may skip"
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+# ctest [ARGS...] in the build folder, here, with its output in $logs/NAME; its status.
+run_ctest() {
+  local name=$1
+  shift
+  set +e
+  "$@" 2>&1 | tee "$logs/$name"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
+
+status=0
+if why=$(bash "$root/scripts/nested_kvm/host_kvm.sh"); then
+  echo "test: /dev/kvm is usable here: every test runs on this host, none may skip"
+  run_ctest all bash -c "cd '$build' && ctest --output-on-failure -j $(nproc)" || status=$?
 else
-  echo "test: /dev/kvm is not usable here: KVM tests will skip"
+  echo "test: $why: the KVM tests run inside a QEMU TCG VM with nested KVM" \
+    "(scripts/nested_kvm/run.sh; emulated, so slower), the others on this host; none may skip"
+  run_ctest host bash -c "cd '$build' && ctest --output-on-failure -j $(nproc) -LE kvm" || status=$?
+  run_ctest nested bash "$root/scripts/nested_kvm/run.sh" --cpus 2 --timeout 3600 \
+    --rw "$build" --cwd "$build" --env ACTIVEMM_REQUIRE_KVM=1 --env "CI=${CI:-}" \
+    -- ctest --output-on-failure -j 2 -L kvm || { s=$?; [ "$status" -ne 0 ] || status=$s; }
 fi
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
-(cd "$build" && ctest --output-on-failure -j "$(nproc)") 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-if [ "$status" -ne 0 ]; then
-  exit "$status"
+if grep -qE '\*\*\*Skipped|Not Run' "$logs"/*; then
+  echo "test: some tests were skipped or not run; every test must run on every host:" >&2
+  grep -hE '\*\*\*Skipped|Not Run' "$logs"/* >&2
+  [ "$status" -ne 0 ] || status=1
 fi
-if [ "${ACTIVEMM_REQUIRE_KVM:-0}" = 1 ] && grep -qE '\*\*\*Skipped|Not Run' "$log"; then
-  echo "test: /dev/kvm is usable but some tests were skipped:" >&2
-  grep -E '\*\*\*Skipped|Not Run' "$log" >&2
-  exit 1
-fi
+exit "$status"

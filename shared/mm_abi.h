@@ -303,6 +303,23 @@ struct MmDirectory {
 static_assert(sizeof(MmDirectory) == 40);
 inline constexpr uint64_t kMmDirectoryPa = kGuestInfoPa + 0x800;
 
+// The step loop's wake-up bookkeeping, one per CPU at kStepLoopPa (guest -> host): with it the
+// watchdog's report says what each CPU waited for and whether its wake-up was sent and taken,
+// which tells a lost wake-up in the guest from one lost by the hypervisor.
+struct StepLoopCpu {
+  uint32_t waiting_for;  // the step the CPU saw next before it last halted
+  uint32_t halts;        // halts waiting for its step
+  uint32_t kicks_sent;   // wake-ups other CPUs sent it (added atomically before each IPI)
+  uint32_t kicks_taken;  // wake-up interrupts it handled
+  // Interrupts taken at the HLT of "sti; hlt", inside STI's shadow, which hardware never does
+  // (guest/cpu.h SafeHaltThenCli); counted for every program, not only scenarios.
+  uint32_t shadow_interrupts;
+  uint32_t reserved;
+};
+static_assert(sizeof(StepLoopCpu) == 24);
+inline constexpr uint64_t kStepLoopPa = kGuestInfoPa + 0x1000;
+static_assert(kStepLoopPa + kMaxCpus * sizeof(StepLoopCpu) <= kMailboxPa);
+
 // User virtual addresses of an mm (beyond kUserTextVa / kUserDataVa / kUserStackTopVa).
 inline constexpr uint64_t kUserCtlVa = 0x0000000000600000ull;
 

@@ -1,9 +1,10 @@
 """Helpers shared by the pytest suites of tests/cli, tests/capture and tests/python.
 
 CTest runs each folder as a pytest run of its own, with its own environment (`cli`,
-`replay_capture`, `python`, `sweep`; tests/CMakeLists.txt), so no one conftest.py serves them
-all: a test file that uses this module puts tests/ first on sys.path and imports it by name
-(tests/cli/test_cost.py and test_timeline.py take these names through test_cli, as before):
+`replay_capture`, `python`, `sweep`, each with a `_kvm` half; tests/CMakeLists.txt), so no one
+conftest.py serves them all: CTest loads this module as a plugin (`-p pytest_helpers`, for the
+`kvm` marker), and a test file that uses it puts tests/ first on sys.path and imports it by
+name (tests/cli/test_cost.py and test_timeline.py take these names through test_cli):
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from pytest_helpers import needs_kvm, run  # noqa: E402
@@ -54,6 +55,25 @@ def needs_kvm():
     if os.environ.get("ACTIVEMM_REQUIRE_KVM") == "1":
         pytest.fail(f"ACTIVEMM_REQUIRE_KVM=1 but /dev/kvm is unusable: {why}")
     pytest.skip(f"/dev/kvm is unusable here: {why}")
+
+
+@pytest.fixture(scope="session")
+def kvm():
+    """Marks a test, or a fixture, as one that runs guests: it skips where /dev/kvm is unusable
+    (fails under ACTIVEMM_REQUIRE_KVM=1), and pytest_collection_modifyitems below gives every
+    test that uses it, directly or through another fixture, the `kvm` marker. scripts/test.sh
+    runs `-m "not kvm"` on a host without /dev/kvm and `-m kvm` inside the nested-KVM VM."""
+    needs_kvm()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "kvm: runs guests, so it needs a usable /dev/kvm")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "kvm" in item.fixturenames:
+            item.add_marker(pytest.mark.kvm)
 
 
 def needs_root():

@@ -263,7 +263,7 @@ absl::StatusOr<CostReport> RunCostBenchmark(const Kvm& kvm, const CostOptions& o
   if (!image.ok()) return image.status();
 
   CostReport report;
-  report.host = kvm.Describe();
+  report.kvm_host = ProbeKvmHost(kvm);
   report.iterations = o.iterations;
   report.pcid = o.pcid;
   std::vector<ModeRun> runs;
@@ -331,7 +331,7 @@ std::string FormatCostReport(const CostReport& r) {
   std::string out = fmt::format(
       "activemm cost: one context switch in the guest, {} measured switches per case and mode\n",
       r.iterations);
-  out += fmt::format("host: {}; guest TSC {}; PCID {}\n", r.host,
+  out += fmt::format("host: {}; guest TSC {}; PCID {}\n", r.kvm_host.Summary(),
                      r.tsc_khz != 0 ? fmt::format("{:.3f} MHz", r.tsc_khz / 1000.0)
                                     : std::string("of unknown frequency"),
                      PcidModeName(r.pcid));
@@ -390,7 +390,7 @@ std::string FormatCostReport(const CostReport& r) {
 
 nlohmann::json CostReportJson(const CostReport& r) {
   nlohmann::json j;
-  j["host"] = r.host;
+  j["host"] = r.kvm_host.Json();
   j["tsc_khz"] = r.tsc_khz;
   j["iterations"] = r.iterations;
   j["pcid"] = PcidModeName(r.pcid);

@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "shared/cost_abi.h"
 #include "vmm/kvm.h"
+#include "vmm/kvm_host.h"
 #include "vmm/runner.h"
 
 namespace activemm {
@@ -58,7 +59,7 @@ struct CostMarkerOverhead {
 };
 
 struct CostReport {
-  std::string host;      // Kvm::Describe()
+  KvmHost kvm_host;      // where it ran: the "host:" line and the JSON "host" object
   uint64_t tsc_khz = 0;  // the guest's TSC; 0 when KVM could not tell
   int iterations = 0;
   abi::PcidMode pcid = abi::PcidMode::kModeled;

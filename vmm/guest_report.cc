@@ -1,6 +1,7 @@
 #include "vmm/guest_report.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -81,6 +82,33 @@ std::string FormatPanic(int cpu, const abi::PanicReport& p) {
     values = " [values: " + absl::StrJoin(v, ", ") + "]";
   }
   return absl::StrFormat("guest panic on CPU %d at %s:%d: %s%s", cpu, file, p.line, msg, values);
+}
+
+namespace {
+
+// The 256-bit vector set at `offset` of the APIC page: eight 32-bit registers, 16 bytes apart
+// (SDM 11.8.4).
+std::string VectorSet(const kvm_lapic_state& lapic, int offset) {
+  std::string out;
+  for (int reg = 0; reg < 8; ++reg) {
+    uint32_t bits;
+    std::memcpy(&bits, lapic.regs + offset + reg * 0x10, sizeof bits);
+    for (int bit = 0; bit < 32; ++bit) {
+      if (bits & (1u << bit))
+        absl::StrAppendFormat(&out, "%s%#x", out.empty() ? "" : " ", reg * 32 + bit);
+    }
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+std::string DescribeLapic(const kvm_lapic_state& lapic) {
+  constexpr int kTpr = 0x80, kIsr = 0x100, kIrr = 0x200;
+  uint32_t tpr;
+  std::memcpy(&tpr, lapic.regs + kTpr, sizeof tpr);
+  return absl::StrFormat("APIC: pending %s; in service %s; TPR %#x", VectorSet(lapic, kIrr),
+                         VectorSet(lapic, kIsr), tpr & 0xff);
 }
 
 std::string FormatVcpuPosition(const kvm_regs& regs, const kvm_sregs& sregs, bool halted,

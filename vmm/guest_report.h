@@ -30,6 +30,12 @@ std::string FormatFault(int cpu, const abi::FaultReport& f, const GuestImage& im
 std::string FormatPanic(int cpu, const abi::PanicReport& p);
 
 // One line: where a stopped vCPU was (RIP, RSP, CR3, interrupt flag, halted or not).
+// The interrupts a local APIC holds, from its register page (KVM_GET_LAPIC): "APIC: pending
+// 0xf1; in service none; TPR 0". A vCPU halted with interrupts on and a deliverable vector
+// pending (its class above the highest in service and TPR's) is one the hypervisor failed to
+// wake; one with nothing pending was never sent its wake-up.
+std::string DescribeLapic(const kvm_lapic_state& lapic);
+
 std::string FormatVcpuPosition(const kvm_regs& regs, const kvm_sregs& sregs, bool halted,
                                const GuestImage& image);
 

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -77,23 +76,6 @@ bool Kvm::HasPcid() const {
     if (e.function == 1 && e.index == 0) return e.ecx & (1u << 17);  // CPUID.1:ECX.PCID
   }
   return false;
-}
-
-std::string Kvm::Provider() const {
-  struct stat st;
-  for (const char* m : {"kvm_intel", "kvm_amd", "kvm_pvm"}) {
-    if (stat(absl::StrFormat("/sys/module/%s", m).c_str(), &st) == 0) return m;
-  }
-  return "";
-}
-
-std::string Kvm::Describe() const {
-  std::string provider = Provider();
-  std::string kind = provider == "kvm_pvm" ? "software, ring 0 emulated"
-                     : provider.empty()    ? "unknown provider"
-                                           : "hardware";
-  return absl::StrFormat("KVM API %d, %s (%s), %s", api_version_, provider.empty() ? "?" : provider,
-                         kind, HasPcid() ? "PCID available" : "no PCID");
 }
 
 }  // namespace activemm

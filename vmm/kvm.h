@@ -27,10 +27,6 @@ class Kvm {
   // KVM_GET_SUPPORTED_CPUID.
   const std::vector<kvm_cpuid_entry2>& supported_cpuid() const { return cpuid_; }
   bool HasPcid() const;
-  // The kernel module that provides KVM (kvm_intel, kvm_amd, kvm_pvm...), "" when unknown.
-  std::string Provider() const;
-  // One line for reports: "KVM API 12, kvm_pvm (software), no PCID".
-  std::string Describe() const;
 
  private:
   explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -26,6 +26,7 @@
 #include "vmm/cost.h"
 #include "vmm/exit_codes.h"
 #include "vmm/kvm.h"
+#include "vmm/kvm_host.h"
 #include "vmm/replay.h"
 #include "vmm/report.h"
 #include "vmm/scenario.h"
@@ -186,7 +187,7 @@ int Selftest() {
     fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
   }
-  std::string summary = FormatSelftestSummary(*r, opt.vm, (*kvm)->Describe());
+  std::string summary = FormatSelftestSummary(*r, opt.vm, ProbeKvmHost(**kvm));
   fmt::print(r->passed ? stdout : stderr, "{}", summary);
   if (r->passed) return kExitOk;
   return r->run.outcome == Outcome::kCompleted ? kExitCheckFailed : ExitCodeFor(r->run.outcome);
@@ -351,7 +352,8 @@ int ReplayCommand(const std::string& dir_path) {
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
   }
   const bool ok = r->report.ok();
-  fmt::print(ok ? stdout : stderr, "{}host: {}\n", FormatReplay(*dir, *r), (*kvm)->Describe());
+  const KvmHost host = ProbeKvmHost(**kvm);
+  fmt::print(ok ? stdout : stderr, "{}host: {}\n", FormatReplay(*dir, *r), host.Summary());
   if (explain > 0) {
     std::ifstream in(dir_path + "/trace.txt", std::ios::binary);
     std::stringstream ss;
@@ -360,7 +362,7 @@ int ReplayCommand(const std::string& dir_path) {
   }
   for (const auto& [path, content] :
        {std::pair{absl::GetFlag(FLAGS_decisions), DecisionsCsv(*r)},
-        std::pair{absl::GetFlag(FLAGS_json), ReplayJson(*dir, *r)},
+        std::pair{absl::GetFlag(FLAGS_json), ReplayJson(*dir, *r, host)},
         std::pair{absl::GetFlag(FLAGS_plan), PlanCsv(*r, dir->trace)},
         std::pair{absl::GetFlag(FLAGS_timeline), ReplayTimeline(*dir, *r)}}) {
     if (path.empty()) continue;
@@ -445,7 +447,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     }
     reports.push_back(*std::move(r));
   }
-  const std::string host = (*kvm)->Describe();
+  const KvmHost host = ProbeKvmHost(**kvm);
   const std::string text_out =
       compare ? FormatComparison(reports, host) : FormatRunReport(reports[0], host);
   bool all_ok = true;
@@ -459,7 +461,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   fmt::print(all_ok ? stdout : stderr, "{}", text_out);
   const std::string json_path = absl::GetFlag(FLAGS_json);
   if (!json_path.empty()) {
-    nlohmann::json j = compare ? ComparisonJson(reports) : RunReportJson(reports[0]);
+    nlohmann::json j = compare ? ComparisonJson(reports, host) : RunReportJson(reports[0], host);
     absl::Status s = WriteFileAtomically(json_path, j.dump(2) + "\n");
     if (!s.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(s.message()));

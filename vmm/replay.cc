@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "vmm/report.h"
 #include "vmm/timeline.h"
 
 namespace activemm {
@@ -225,6 +226,14 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
   for (const Violation& v : rep.violations) {
     absl::StrAppendFormat(&out, "  violation [%s] %s\n", v.rule, v.message);
   }
+  if (rep.shadow_interrupts != 0) out += ShadowInterruptsNote(rep.shadow_interrupts);
+  // A run that stopped early says why (the watchdog's report names where each vCPU was): the
+  // score below covers only the steps before it.
+  if (rep.run.outcome != Outcome::kCompleted &&
+      !(rep.run.outcome == Outcome::kCheckFailed && !rep.violations.empty())) {
+    absl::StrAppendFormat(&out, "run ended: %s\n%s\n", OutcomeName(rep.run.outcome),
+                          rep.run.report);
+  }
   if (s.scored == 0 && s.placed > 0) {
     absl::StrAppendFormat(&out,
                           "no score: the trace has no CR3 load events (tlb_flush reason 0, "
@@ -302,13 +311,14 @@ std::string ReplayTimeline(const TraceDir& dir, const ReplayResult& r) {
   return TimelineJson({run}, &dir.trace, "Linux (the trace): " + dir.kernel_release);
 }
 
-std::string ReplayJson(const TraceDir& dir, const ReplayResult& r) {
+std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost& host) {
   const ReplayScore& s = r.score;
   const ReplayPlanStats& p = r.plan.stats;
   nlohmann::json j;
   j["trace"] = dir.path;
   j["kernel"] = dir.kernel_release;
   j["cpus"] = dir.trace.num_cpus;
+  j["host"] = host.Json();
   j["mode"] = {{"lazy_tlb", LazyModeName(r.report.lazy)},
                {"pcid", PcidModeName(r.report.pcid)},
                {"asids", r.report.asids}};

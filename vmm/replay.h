@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "vmm/kvm.h"
+#include "vmm/kvm_host.h"
 #include "vmm/replay_plan.h"
 #include "vmm/scenario_run.h"
 #include "vmm/trace.h"
@@ -80,7 +81,7 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r);
 // The first `n` disagreements with the trace lines around each.
 std::string FormatDisagreements(const TraceDir& dir, const std::string& trace_text,
                                 const ReplayResult& r, int n);
-std::string ReplayJson(const TraceDir& dir, const ReplayResult& r);
+std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost& host);
 // The --timeline file of a replay: the emulator's CPUs and the traced kernel's, on the trace's
 // clock.
 std::string ReplayTimeline(const TraceDir& dir, const ReplayResult& r);

@@ -65,10 +65,22 @@ nlohmann::json CountersJson(const abi::MmCounters& c) {
   return j;
 }
 
+}  // namespace
+
+std::string ShadowInterruptsNote(uint64_t n) {
+  return fmt::format(
+      "host quirk: {} interrupt(s) arrived inside STI's shadow and were resumed after the HLT "
+      "(docs/hosts.md)\n",
+      n);
+}
+
+namespace {
+
 std::string Verdict(const ScenarioReport& r) {
   std::string out = fmt::format("checks: {} passed, {} failed; violations: {}\n", r.checks_passed,
                                 r.checks_failed, r.violations.size());
   for (const Violation& v : r.violations) out += fmt::format("  [{}] {}\n", v.rule, v.message);
+  if (r.shadow_interrupts != 0) out += ShadowInterruptsNote(r.shadow_interrupts);
   if (r.run.outcome != Outcome::kCompleted && r.violations.empty()) {
     out += fmt::format("run ended: {}\n{}\n", OutcomeName(r.run.outcome), r.run.report);
   } else if (r.run.outcome != Outcome::kCompleted && r.run.outcome != Outcome::kCheckFailed) {
@@ -79,10 +91,11 @@ std::string Verdict(const ScenarioReport& r) {
 
 }  // namespace
 
-std::string FormatRunReport(const ScenarioReport& r, const std::string& host) {
+std::string FormatRunReport(const ScenarioReport& r, const KvmHost& host) {
   std::string out = fmt::format(
-      "activemm run: scenario '{}', {} CPUs, lazy TLB {}, PCID {} ({} ASIDs); {}\n", r.scenario,
-      r.cpus.size(), LazyModeName(r.lazy), PcidModeName(r.pcid), r.asids, host);
+      "activemm run: scenario '{}', {} CPUs, lazy TLB {}, PCID {} ({} ASIDs)\nhost: {}\n",
+      r.scenario, r.cpus.size(), LazyModeName(r.lazy), PcidModeName(r.pcid), r.asids,
+      host.Summary());
   out += fmt::format("{:>6}", "cpu");
   for (const Column& col : TableColumns()) out += fmt::format(" {:>8}", col.header);
   out += "\n";
@@ -171,12 +184,12 @@ int64_t Total(const ScenarioReport* r, int counter) {
 
 }  // namespace
 
-std::string FormatComparison(const std::vector<ScenarioReport>& reports, const std::string& host) {
+std::string FormatComparison(const std::vector<ScenarioReport>& reports, const KvmHost& host) {
   if (reports.empty()) return "";
   const std::vector<CompareGroup> groups = GroupByPcid(reports);
-  std::string out = fmt::format("activemm compare: scenario '{}', {} CPUs, {} ASIDs; {}\n",
-                                reports[0].scenario, reports[0].cpus.size(), reports[0].asids,
-                                host);
+  std::string out =
+      fmt::format("activemm compare: scenario '{}', {} CPUs, {} ASIDs\nhost: {}\n",
+                  reports[0].scenario, reports[0].cpus.size(), reports[0].asids, host.Summary());
   // Per PCID mode: lazy on, shootdown, off, and what on saves against off.
   constexpr int kNum = 9, kSaved = 12;
   std::string head1 = fmt::format("{:<30}", ""), head2 = fmt::format("{:<30}", "totals");
@@ -209,7 +222,9 @@ std::string FormatComparison(const std::vector<ScenarioReport>& reports, const s
   return out;
 }
 
-nlohmann::json RunReportJson(const ScenarioReport& r) {
+namespace {
+
+nlohmann::json RunJson(const ScenarioReport& r) {
   nlohmann::json j;
   j["scenario"] = r.scenario;
   j["mode"] = {{"lazy_tlb", r.lazy != abi::LazyMode::kOff},
@@ -237,15 +252,25 @@ nlohmann::json RunReportJson(const ScenarioReport& r) {
               {"report", r.run.report},
               {"seconds", r.run.seconds},
               {"steps_done", r.steps_done},
-              {"steps_total", r.steps_total}};
+              {"steps_total", r.steps_total},
+              {"interrupts_in_sti_shadow", r.shadow_interrupts}};
   j["ok"] = r.ok();
   return j;
 }
 
-nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports) {
+}  // namespace
+
+nlohmann::json RunReportJson(const ScenarioReport& r, const KvmHost& host) {
+  nlohmann::json j = RunJson(r);
+  j["host"] = host.Json();
+  return j;
+}
+
+nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports, const KvmHost& host) {
   nlohmann::json j;
+  j["host"] = host.Json();
   j["runs"] = nlohmann::json::array();
-  for (const ScenarioReport& r : reports) j["runs"].push_back(RunReportJson(r));
+  for (const ScenarioReport& r : reports) j["runs"].push_back(RunJson(r));
   // Per PCID mode, what each lazy mode saves against lazy TLB off: off minus mode, per counter.
   j["savings"] = nlohmann::json::array();
   const std::vector<std::string>& names = MmCounterNames();

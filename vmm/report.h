@@ -8,17 +8,23 @@
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
+#include "vmm/kvm_host.h"
 #include "vmm/scenario_run.h"
 
 namespace activemm {
 
-std::string FormatRunReport(const ScenarioReport& r, const std::string& host);
+// One line for reports when the guest took interrupts inside STI's shadow ("" never: call it
+// only when n > 0).
+std::string ShadowInterruptsNote(uint64_t n);
+
+std::string FormatRunReport(const ScenarioReport& r, const KvmHost& host);
 // Side by side: the same scenario in several lazy-TLB and PCID modes, grouped by PCID mode, with
 // what lazy TLB on saves against lazy TLB off in each group.
-std::string FormatComparison(const std::vector<ScenarioReport>& reports, const std::string& host);
+std::string FormatComparison(const std::vector<ScenarioReport>& reports, const KvmHost& host);
 
-nlohmann::json RunReportJson(const ScenarioReport& r);
-nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports);
+nlohmann::json RunReportJson(const ScenarioReport& r, const KvmHost& host);
+// The runs share the host: it is named once, at the top, not in every run.
+nlohmann::json ComparisonJson(const std::vector<ScenarioReport>& reports, const KvmHost& host);
 
 // Writes `content` to `path` whole or not at all (a temporary file renamed into place).
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fmt/core.h"
 #include "vmm/guest_report.h"
@@ -77,9 +78,17 @@ RunResult Runner::Run() {
   {
     std::unique_lock<std::mutex> lock(mu_);
     const auto timeout = absl::ToChronoNanoseconds(options_.timeout);
+    uint64_t last_seen = options_.progress ? options_.progress() : 0;
     while (exited_ < n_) {
       cv_.wait_for(lock, std::chrono::milliseconds(50));
       if (stop_ || exited_ == n_ || handler_running_) continue;
+      if (options_.progress) {
+        const uint64_t seen = options_.progress();
+        if (seen != last_seen) {
+          last_seen = seen;
+          last_progress_ = Clock::now();
+        }
+      }
       if (Clock::now() - last_progress_ > timeout) {
         // Stop first so every thread records where its vCPU was; the report is built after.
         FailLocked(Outcome::kWatchdog, -1, "");
@@ -98,9 +107,9 @@ RunResult Runner::Run() {
 
 std::string Runner::WatchdogReport() {
   std::string r = absl::StrFormat(
-      "watchdog: the guest made no progress (no hypercall from any CPU) for %s; it was stopped. "
+      "watchdog: the guest made no progress (no hypercall from any CPU%s) for %s; it was stopped. "
       "Where each vCPU was:",
-      absl::FormatDuration(options_.timeout));
+      options_.progress ? ", no step completed" : "", absl::FormatDuration(options_.timeout));
   for (int i = 0; i < n_; ++i) {
     const VcpuFinalState& s = state_[i];
     std::string where;
@@ -118,10 +127,12 @@ std::string Runner::WatchdogReport() {
       case VcpuFinalState::Phase::kRunning:
         where = s.have_regs ? FormatVcpuPosition(s.regs, s.sregs, s.halted, vm_.image())
                             : "running (registers unavailable)";
+        if (!s.lapic.empty()) absl::StrAppend(&where, "; ", s.lapic);
         break;
     }
     r += absl::StrFormat("\n  vCPU %d: %s", i, where);
   }
+  if (options_.describe_wait) absl::StrAppend(&r, "\n  the program: ", options_.describe_wait());
   return r;
 }
 
@@ -144,6 +155,7 @@ void Runner::VcpuLoop(int cpu) {
   absl::StatusOr<kvm_regs> regs = vcpu.GetRegs();
   absl::StatusOr<kvm_sregs> sregs = vcpu.GetSregs();
   absl::StatusOr<uint32_t> mp = vcpu.GetMpState();
+  absl::StatusOr<kvm_lapic_state> lapic = vcpu.GetLapic();
   std::lock_guard<std::mutex> l(mu_);
   VcpuFinalState& s = state_[cpu];
   if (regs.ok() && sregs.ok()) {
@@ -152,6 +164,7 @@ void Runner::VcpuLoop(int cpu) {
     s.sregs = *sregs;
     s.halted = mp.ok() && *mp == KVM_MP_STATE_HALTED;
   }
+  if (lapic.ok()) s.lapic = DescribeLapic(*lapic);
   ++exited_;
   cv_.notify_all();
 }

@@ -67,12 +67,24 @@ struct MarkView {
 };
 using MarkHandler = std::function<absl::Status(const MarkView&)>;
 
+// Reads a counter the guest advances as it works (steps done), from guest memory and
+// range-checked by the caller; its value only has to change while the guest makes progress.
+using ProgressProbe = std::function<uint64_t()>;
+
 struct RunOptions {
-  absl::Duration timeout = absl::Seconds(10);  // longest time without any hypercall
+  // Longest time without progress: no hypercall from any vCPU and no change of `progress`.
+  absl::Duration timeout = absl::Seconds(10);
   bool verbose = false;                        // echo guest log lines to stderr
   CheckpointHandler on_checkpoint;             // may be empty
   VerifyHandler on_verify;                     // may be empty
   MarkHandler on_mark;                         // may be empty
+  // May be empty: then only hypercalls count as progress. A program runs thousands of steps
+  // between hypercalls, so a slow host (nested KVM under TCG, a loaded machine) must not
+  // mistake a long stretch of steps for a hang.
+  ProgressProbe progress;
+  // May be empty: what the program waits for, for the watchdog's report ("step 6650 of 7180,
+  // a switch on CPU 1"), read from guest memory like `progress`.
+  std::function<std::string()> describe_wait;
 };
 
 struct VcpuFinalState {
@@ -83,6 +95,7 @@ struct VcpuFinalState {
   kvm_regs regs{};
   kvm_sregs sregs{};
   bool halted = false;
+  std::string lapic;  // DescribeLapic, "" when KVM_GET_LAPIC failed
 };
 
 struct RunResult {

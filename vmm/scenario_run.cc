@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -44,6 +45,11 @@ absl::StatusOr<ProgramPlacement> PlaceProgram(const Scenario& sc, uint64_t mem_b
   }
   p.results_pa = p.steps_pa + n * sizeof(abi::Step);
   return p;
+}
+
+// CPU `cpu`'s step-loop bookkeeping (abi::StepLoopCpu), range-checked by GuestMemory.
+absl::StatusOr<abi::StepLoopCpu> ReadStepLoopCpu(const GuestMemory& mem, int cpu) {
+  return mem.Read<abi::StepLoopCpu>(abi::kStepLoopPa + cpu * sizeof(abi::StepLoopCpu));
 }
 
 absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRunOptions& o,
@@ -208,6 +214,42 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
     // Later state is built on a broken one: stop here, where the report is exact.
     return absl::FailedPreconditionError(first);
   };
+  auto steps_done = [&vm]() -> std::optional<uint32_t> {
+    absl::StatusOr<abi::MmDirectory> d =
+        (*vm)->memory().Read<abi::MmDirectory>(abi::kMmDirectoryPa);
+    if (!d.ok()) return std::nullopt;
+    return d->steps_done;
+  };
+  ro.progress = [steps_done] { return steps_done().value_or(0); };
+  ro.describe_wait = [steps_done, &sc, &vm]() -> std::string {
+    const std::optional<uint32_t> n = steps_done();
+    std::string out;
+    if (!n.has_value()) {
+      out = "steps done unreadable";
+    } else if (*n >= sc.program.size()) {
+      out = absl::StrFormat("all %d steps done (a bad count from the guest if beyond)", *n);
+    } else if (const abi::Step& s = sc.program[*n];
+               s.op == static_cast<uint32_t>(abi::StepOp::kParallel)) {
+      out = absl::StrFormat("%d of %d steps done; next, a parallel block (step %d)", *n,
+                            sc.program.size(), s.index);
+    } else {
+      const std::string op = s.index < sc.step_ops.size() ? sc.step_ops[s.index] : "?";
+      out = absl::StrFormat("%d of %d steps done; next, step %d (%s) on CPU %d", *n,
+                            sc.program.size(), s.index, op, s.cpu);
+    }
+    // Each CPU's wake-ups: a CPU halted with every kick sent to it taken, yet short of the step
+    // that is its, read next_step before the kick's step was published; one with a kick sent
+    // and not taken (and none pending in its APIC) lost it in the hypervisor.
+    for (int cpu = 0; cpu < sc.cpus; ++cpu) {
+      absl::StatusOr<abi::StepLoopCpu> c = ReadStepLoopCpu((*vm)->memory(), cpu);
+      if (!c.ok()) continue;
+      absl::StrAppendFormat(&out,
+                            "\n  CPU %d: last halted seeing program step %d next; %d halts, %d "
+                            "kicks sent to it, %d taken",
+                            cpu, c->waiting_for, c->halts, c->kicks_sent, c->kicks_taken);
+    }
+    return out;
+  };
   Runner runner(**vm, ro);
   {
     ProgressLine progress(o.progress_label, (*vm)->memory(), sc.program.size());
@@ -219,6 +261,10 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
       (*vm)->memory().Read<abi::MmDirectory>(abi::kMmDirectoryPa);
   if (dir.ok()) report.steps_done = static_cast<int>(dir->steps_done);
   report.tsc_khz = (*vm)->tsc_khz();
+  for (int cpu = 0; cpu < sc.cpus; ++cpu) {
+    absl::StatusOr<abi::StepLoopCpu> c = ReadStepLoopCpu((*vm)->memory(), cpu);
+    if (c.ok()) report.shadow_interrupts += c->shadow_interrupts;
+  }
   report.step_records.resize(sc.program.size());
   if (absl::Status s =
           (*vm)->memory().ReadBytes(placement->results_pa, report.step_records.data(),

@@ -53,6 +53,9 @@ struct ScenarioReport {
   int steps_total = 0;
   std::vector<abi::StepRecord> step_records;  // per program step (all zero: not executed)
   uint64_t tsc_khz = 0;                       // the guest TSC's rate (0: unknown)
+  // Interrupts the guest took inside STI's shadow, resumed after the HLT (abi::StepLoopCpu):
+  // a quirk of the host's emulation (docs/hosts.md), 0 on hardware.
+  uint64_t shadow_interrupts = 0;
 
   // Exit status 0 only when the run completed, every check passed and nothing was violated.
   bool ok() const {

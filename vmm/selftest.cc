@@ -226,9 +226,9 @@ absl::StatusOr<SelftestResult> RunSelftest(const Kvm& kvm, const SelftestOptions
 }
 
 std::string FormatSelftestSummary(const SelftestResult& r, const VmConfig& config,
-                                  const std::string& host) {
-  std::string out = fmt::format("activemm selftest: {} CPUs, {} MiB guest RAM; {}\n", config.cpus,
-                                config.mem_bytes >> 20, host);
+                                  const KvmHost& host) {
+  std::string out = fmt::format("activemm selftest: {} CPUs, {} MiB guest RAM\nhost: {}\n",
+                                config.cpus, config.mem_bytes >> 20, host.Summary());
   if (!r.cpus.empty()) {
     out += fmt::format("{:>4} {:>5} {:>7} {:>8} {:>12} {:>12} {:>13}\n", "cpu", "apic", "ipi to",
                        "ipi from", "user trap cs", "user pgd", "pages checked");

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "vmm/kvm_host.h"
 #include "vmm/runner.h"
 #include "vmm/vm.h"
 
@@ -64,9 +65,9 @@ struct SelftestOptions {
 // verification failures are in the result.
 absl::StatusOr<SelftestResult> RunSelftest(const Kvm& kvm, const SelftestOptions& options);
 
-// The per-CPU table and the one-line verdict.
+// The host line, the per-CPU table and the one-line verdict.
 std::string FormatSelftestSummary(const SelftestResult& r, const VmConfig& config,
-                                  const std::string& host);
+                                  const KvmHost& host);
 
 }  // namespace activemm
 

@@ -76,6 +76,12 @@ absl::StatusOr<uint32_t> Vcpu::GetMpState() const {
   return mp.mp_state;
 }
 
+absl::StatusOr<kvm_lapic_state> Vcpu::GetLapic() const {
+  kvm_lapic_state lapic;
+  if (ioctl(fd_.get(), KVM_GET_LAPIC, &lapic) < 0) return IoctlError("KVM_GET_LAPIC", id_);
+  return lapic;
+}
+
 absl::Status Vcpu::SetMpState(uint32_t state) {
   kvm_mp_state mp{state};
   if (ioctl(fd_.get(), KVM_SET_MP_STATE, &mp) < 0) return IoctlError("KVM_SET_MP_STATE", id_);

@@ -39,6 +39,8 @@ class Vcpu {
   absl::Status SetSregs(const kvm_sregs& s);
   absl::Status SetCpuid(const std::vector<kvm_cpuid_entry2>& entries);
   absl::StatusOr<uint32_t> GetMpState() const;
+  // KVM_GET_LAPIC: the in-kernel local APIC's register page (IRR, ISR, TPR, ...).
+  absl::StatusOr<kvm_lapic_state> GetLapic() const;
   absl::Status SetMpState(uint32_t state);
   // KVM_GET_TSC_KHZ: the guest TSC frequency, or a negative value when unknown.
   long TscKhz() const;

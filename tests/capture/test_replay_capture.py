@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import EXIT_OK, needs_capture, needs_kvm, run, workload_path  # noqa: E402
+from pytest_helpers import EXIT_OK, needs_capture, kvm, run, workload_path  # noqa: E402
 
 WORKLOAD_NAMES = ["wl_threads", "wl_forkexec", "wl_mmap_churn", "wl_io"]
 
@@ -46,9 +46,8 @@ def describe(workload, report):
             f"disagreements {report['disagreements']}")
 
 
-def test_fresh_captures_replay_with_the_kernels_decisions(tmp_path):
+def test_fresh_captures_replay_with_the_kernels_decisions(tmp_path, kvm):
     needs_capture()
-    needs_kvm()
     total = {"true_positives": 0, "false_positives": 0, "false_negatives": 0,
              "flush_right": 0, "flush_wrong": 0}
     lines = []

@@ -14,7 +14,37 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pytest_helpers import (  # noqa: E402
     EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_NO_KVM, EXIT_OK, EXIT_USAGE, EXIT_WATCHDOG,
-    as_nobody, needs_kvm, run)
+    as_nobody, kvm, run)
+
+# ---- the host every report names (vmm/kvm_host.h, docs/report.md) -----------------------------
+
+HOST_KINDS = ("hardware", "software", "nested-tcg", "nested")
+# The line every report prints: the kind first, the PCID verdict last.
+HOST_LINE = re.compile(r"^host: (hardware KVM \(|software KVM \(|nested KVM under QEMU TCG \()"
+                       r".*, KVM API \d+, (PCID available|no PCID \(modeled only\))(;.*)?$", re.M)
+
+
+def check_host(report, stdout, pcid_modes):
+    """Asserts the report's "host" object is the documented one, consistent in itself, printed
+    as the text's host line, and that real PCIDs (`hardware`) ran among `pcid_modes` (the modes
+    of a --pcid=auto run) exactly when the host offers PCID."""
+    host = report["host"]
+    assert set(host) == {"kind", "provider", "hypervisor", "pcid", "api", "summary"}, host
+    assert host["kind"] in HOST_KINDS, host
+    assert host["provider"] in ("kvm_intel", "kvm_amd", "kvm_pvm", ""), host
+    # kvm_pvm is the software kind wherever it runs; the vendor modules by what they run under.
+    assert (host["kind"] == "software") == (host["provider"] == "kvm_pvm"), host
+    if host["kind"] != "software":
+        assert (host["kind"] == "nested-tcg") == (host["hypervisor"] == "TCGTCGTCGTCG"), host
+    if host["kind"] == "hardware":
+        assert host["hypervisor"] == "", host
+    assert type(host["pcid"]) is bool, host
+    assert type(host["api"]) is int and host["api"] == 12, host
+    assert f", KVM API {host['api']}, " in host["summary"], host
+    assert host["summary"].endswith("PCID available" if host["pcid"] else "no PCID (modeled only)")
+    assert f"host: {host['summary']}" in stdout, stdout
+    assert HOST_LINE.search(stdout), stdout
+    assert host["pcid"] == ("hardware" in pcid_modes), (host, pcid_modes)
 
 
 def test_no_command_is_a_usage_error():
@@ -71,34 +101,31 @@ def test_kvm_device_without_permission_says_what_to_do(tmp_path):
     assert "usermod -aG kvm" in r.stderr
 
 
-def test_selftest_passes_and_prints_a_row_per_cpu():
-    needs_kvm()
+def test_selftest_passes_and_prints_a_row_per_cpu(kvm):
     r = run("selftest", "--cpus=8")
     assert r.returncode == EXIT_OK, r.stderr
     assert "selftest passed" in r.stdout
     assert "8/8 CPUs reported in, 8 IPIs delivered, 8 ring-3 round trips" in r.stdout
+    assert r.stdout.splitlines()[1] == HOST_LINE.search(r.stdout).group(0), r.stdout
     rows = [line.split() for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [int(row[0]) for row in rows] == list(range(8))
 
 
-def test_guest_fault_exits_3_with_the_report():
-    needs_kvm()
+def test_guest_fault_exits_3_with_the_report(kvm):
     r = run("selftest", "--cpus=2", "--inject=kernel-fault")
     assert r.returncode == EXIT_GUEST_FAILED
     assert "guest exception on CPU 0: #PF (page fault)" in r.stderr
     assert "CR2 0xffffc90000000000" in r.stderr
 
 
-def test_spinning_guest_exits_4_after_the_timeout():
-    needs_kvm()
+def test_spinning_guest_exits_4_after_the_timeout(kvm):
     r = run("selftest", "--cpus=2", "--inject=spin", "--timeout=1")
     assert r.returncode == EXIT_WATCHDOG
     assert "watchdog" in r.stderr
     assert "vCPU 1: running at RIP" in r.stderr
 
 
-def test_verbose_shows_guest_log_lines():
-    needs_kvm()
+def test_verbose_shows_guest_log_lines(kvm):
     r = run("selftest", "--cpus=1", "--verbose")
     assert r.returncode == EXIT_OK, r.stderr
     assert "[guest] cpu 0: cpu 0 online, apic id 0" in r.stderr
@@ -114,19 +141,18 @@ CANNED = sorted(os.path.join(ROOT, "scripts", "scenarios", f)
 
 @pytest.mark.parametrize("mode", ["on", "off"])
 @pytest.mark.parametrize("scenario", CANNED, ids=lambda p: os.path.basename(p)[:-3])
-def test_canned_scenario_holds_its_expectations(scenario, mode):
+def test_canned_scenario_holds_its_expectations(scenario, mode, kvm):
     # Every check and counter in the canned scenarios was derived by hand from the Linux rules
     # (the comments beside them); the host verifies all invariants after every step.
-    needs_kvm()
     r = run("run", scenario, f"--lazy-tlb={mode}", "--verify=every-step")
     assert r.returncode == EXIT_OK, r.stdout + r.stderr
     assert " 0 failed; violations: 0" in r.stdout
+    assert HOST_LINE.search(r.stdout), r.stdout
     passed = int(r.stdout.split("checks: ")[1].split(" passed")[0])
     assert passed >= 3
 
 
-def test_run_writes_the_documented_json(tmp_path):
-    needs_kvm()
+def test_run_writes_the_documented_json(tmp_path, kvm):
     out = tmp_path / "report.json"
     r = run("run", f"--json={out}")
     assert r.returncode == EXIT_OK, r.stderr
@@ -139,11 +165,12 @@ def test_run_writes_the_documented_json(tmp_path):
     assert report["checks"]["failed"] == 0 and report["checks"]["passed"] > 0
     assert report["violations"] == []
     assert {"name", "mm_users", "mm_count", "freed"} <= set(report["mms"][0])
+    check_host(report, r.stdout, [report["mode"]["pcid"]])
+    assert r.stdout.splitlines()[1] == f"host: {report['host']['summary']}"
     assert not list(tmp_path.glob("report.json.tmp*"))
 
 
-def test_compare_shows_every_mode_and_the_cr3_writes_saved(tmp_path):
-    needs_kvm()
+def test_compare_shows_every_mode_and_the_cr3_writes_saved(tmp_path, kvm):
     out = tmp_path / "compare.json"
     r = run("compare", f"--json={out}")
     assert r.returncode == EXIT_OK, r.stderr
@@ -155,6 +182,8 @@ def test_compare_shows_every_mode_and_the_cr3_writes_saved(tmp_path):
     if "hardware" in {p for _, p in modes}:  # real PCIDs where the host CPU has them
         pcids = ["hardware"] + pcids
     assert modes == [(lazy, p) for p in pcids for lazy in ("on", "shootdown", "off")]
+    check_host(report, r.stdout, pcids)
+    assert r.stdout.splitlines()[1] == f"host: {report['host']['summary']}"
     by_mode = {m: run_ for m, run_ in zip(modes, report["runs"])}
     for saving in report["savings"]:
         mode = by_mode[(saving["lazy"], saving["pcid"])]
@@ -197,16 +226,14 @@ def test_a_failing_scenario_script_is_reported(tmp_path):
     assert "the scenario script failed (exit status 3)" in r.stderr
 
 
-def test_planted_bug_fails_the_run_with_its_rule():
-    needs_kvm()
+def test_planted_bug_fails_the_run_with_its_rule(kvm):
     r = run("run", "--inject=no-cpumask", "--verify=every-step")
     assert r.returncode == EXIT_CHECK_FAILED
     assert "[mm_cpumask]" in r.stderr
 
 
 @pytest.mark.parametrize("cpus", [2, 16])
-def test_stress_runs_a_seeded_random_scenario_with_zero_violations(cpus):
-    needs_kvm()
+def test_stress_runs_a_seeded_random_scenario_with_zero_violations(cpus, kvm):
     r = run("stress", f"--cpus={cpus}", "--seed=3", "--steps=300", timeout=300)
     assert r.returncode == EXIT_OK, r.stdout + r.stderr
     # Every program step ran: the 300 model steps, the heads of parallel blocks, the final

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from test_cli import EXIT_OK, EXIT_USAGE, needs_kvm, run
+from test_cli import EXIT_OK, EXIT_USAGE, check_host, kvm, run
 
 CASES = ["user_to_kernel", "kernel_to_user", "user_to_user", "user_to_user_same_mm",
          "kernel_to_kernel"]
@@ -17,8 +17,7 @@ TITLES = ["user -> kernel thread", "kernel thread -> user", "user -> user, other
           "user -> user, same mm", "kernel -> kernel"]
 
 
-def test_cost_prints_the_table_and_writes_valid_json(tmp_path):
-    needs_kvm()
+def test_cost_prints_the_table_and_writes_valid_json(tmp_path, kvm):
     out = tmp_path / "cost.json"
     r = run("cost", "--iterations=3", f"--json={out}")
     assert r.returncode == EXIT_OK, r.stderr
@@ -29,7 +28,9 @@ def test_cost_prints_the_table_and_writes_valid_json(tmp_path):
 
     report = json.loads(out.read_text())
     assert report["iterations"] == 3
-    assert report["host"] and report["pcid"] in ("off", "modeled", "hardware")
+    assert report["pcid"] in ("off", "modeled", "hardware")
+    check_host(report, r.stdout, [report["pcid"]])
+    assert f"host: {report['host']['summary']}; guest TSC " in r.stdout
     assert [(c["case"], c["lazy_tlb"]) for c in report["cases"]] == [
         (name, mode) for name in CASES for mode in ("on", "off")]
     counted = report["instructions_available"]
@@ -58,8 +59,7 @@ def test_cost_prints_the_table_and_writes_valid_json(tmp_path):
                 < by[("user_to_kernel", "off")]["instructions"]["median"])
 
 
-def test_cost_with_one_mode_measures_only_that_mode():
-    needs_kvm()
+def test_cost_with_one_mode_measures_only_that_mode(kvm):
     r = run("cost", "--iterations=1", "--lazy-tlb=off")
     assert r.returncode == EXIT_OK, r.stderr
     assert "lazy TLB off" in r.stdout and "lazy TLB on" not in r.stdout

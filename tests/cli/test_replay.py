@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from test_cli import needs_kvm, run
+from test_cli import check_host, kvm, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAKE_TRACE = ROOT.parent / "shared" / "traces" / "make"
@@ -104,8 +104,7 @@ def test_a_bad_folder_is_named_and_nothing_is_written(tmp_path, kind):
     assert sorted(p.name for p in tmp_path.iterdir()) == (["trace"] if kind != "missing" else [])
 
 
-def test_an_unwritable_output_is_named(tmp_path):
-    needs_kvm()
+def test_an_unwritable_output_is_named(tmp_path, kvm):
     needs_make_trace()
     out = tmp_path / "no-such-dir" / "d.csv"
     r = run("replay", str(MAKE_TRACE), f"--decisions={out}")
@@ -117,9 +116,8 @@ def test_an_unwritable_output_is_named(tmp_path):
 # --- a real trace: the files it writes ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def make_replay(tmp_path_factory):
+def make_replay(tmp_path_factory, kvm):
     """`activemm replay` of the make trace with every output file, run once for the module."""
-    needs_kvm()
     needs_make_trace()
     tmp = tmp_path_factory.mktemp("replay")
     outs, flags = output_flags(tmp)
@@ -183,6 +181,13 @@ def test_json_has_the_score(make_replay):
     assert report["input"]["skipped_events"] == 0
 
 
+def test_json_and_summary_name_the_host(make_replay):
+    r, outs = make_replay
+    report = json.loads(outs["json"].read_text())
+    check_host(report, r.stdout, [report["mode"]["pcid"]])
+    assert r.stdout.splitlines()[-1] == f"host: {report['host']['summary']}"
+
+
 def test_plan_has_a_header_and_a_row_per_step(make_replay):
     _, outs = make_replay
     rows = outs["plan"].read_text().splitlines()
@@ -198,16 +203,14 @@ def test_plan_has_a_header_and_a_row_per_step(make_replay):
 
 # --- --explain -----------------------------------------------------------------------------------
 
-def test_explain_without_disagreements_says_so(tmp_path):
-    needs_kvm()
+def test_explain_without_disagreements_says_so(tmp_path, kvm):
     needs_make_trace()
     r = run("replay", str(MAKE_TRACE), "--explain=2")
     assert r.returncode == EXIT_OK, r.stderr
     assert r.stdout.rstrip().endswith("no disagreements")
 
 
-def test_explain_lists_at_most_n_disagreements(tmp_path):
-    needs_kvm()
+def test_explain_lists_at_most_n_disagreements(tmp_path, kvm):
     needs_make_trace()
     # The same trace with the kernel's switch CR3 loads relabelled as exec's (d..1.): the
     # kernel now "kept" CR3 at those switches, so each of the emulator's loads disagrees.

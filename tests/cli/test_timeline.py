@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from test_cli import EXIT_OK, needs_kvm, run
+from test_cli import EXIT_OK, kvm, run
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "..", "scripts")
 SHARED_TRACES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "traces")
@@ -34,8 +34,7 @@ def by_kind(events, pid):
     return kinds
 
 
-def test_run_timeline_has_a_track_per_cpu(tmp_path):
-    needs_kvm()
+def test_run_timeline_has_a_track_per_cpu(tmp_path, kvm):
     out = tmp_path / "t.json"
     r = run("run", os.path.join(SCRIPTS, "scenarios", "mix_4cpu.py"), f"--timeline={out}")
     assert r.returncode == EXIT_OK, r.stderr
@@ -58,8 +57,7 @@ def test_run_timeline_has_a_track_per_cpu(tmp_path):
     assert lazy and all("(lazy on " in e["name"] for e in lazy)
 
 
-def test_compare_timeline_has_a_process_per_mode(tmp_path):
-    needs_kvm()
+def test_compare_timeline_has_a_process_per_mode(tmp_path, kvm):
     out = tmp_path / "t.json"
     r = run("compare", f"--timeline={out}")
     assert r.returncode == EXIT_OK, r.stderr
@@ -69,8 +67,7 @@ def test_compare_timeline_has_a_process_per_mode(tmp_path):
     assert "activemm: lazy shootdown, PCID off" in names.values()
 
 
-def test_replay_timeline_puts_the_kernel_beside_the_emulator(tmp_path):
-    needs_kvm()
+def test_replay_timeline_puts_the_kernel_beside_the_emulator(tmp_path, kvm):
     trace = os.path.join(SHARED_TRACES, "make")
     if not os.path.isdir(trace):
         pytest.skip(f"{trace} is not here")

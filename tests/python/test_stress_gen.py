@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GEN = os.path.join(ROOT, "scripts", "stress_gen.py")
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from pytest_helpers import PYTHON, assert_usage_error, needs_kvm  # noqa: E402
+from pytest_helpers import PYTHON, assert_usage_error, kvm  # noqa: E402
 from pytest_helpers import MODEL_OP_FIELDS as MODEL_OPS  # noqa: E402
 
 MAX_ENTRIES = 64
@@ -575,11 +575,10 @@ def test_bad_arguments_are_usage_errors(args):
 # ---- on the real tool ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cpus", [2, 4, 8])
-def test_runs_on_the_tool_with_every_step_verified(cpus, tmp_path):
+def test_runs_on_the_tool_with_every_step_verified(cpus, tmp_path, kvm):
     binary = os.environ.get("ACTIVEMM_BIN")
     if not binary:  # the `python` ctest sets it; a bare pytest run may not
         pytest.skip("ACTIVEMM_BIN is not set (the activemm binary to run scenarios on)")
-    needs_kvm()
     text = generate_text(cpus, 2024, 300)
     assert blocks(json.loads(text)), "no parallel block to run"
     path = tmp_path / f"stress-{cpus}.json"

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import sweep  # noqa: E402
 import sweep_gen  # noqa: E402
 from activemm_scenario import COUNTER_NAMES  # noqa: E402
-from pytest_helpers import PYTHON, needs_kvm  # noqa: E402
+from pytest_helpers import PYTHON, kvm  # noqa: E402
 
 EXPECTED_COLUMNS = list(sweep.BASE_COLUMNS) + list(COUNTER_NAMES)
 PLOTS = ["kthread_share.png", "processes_per_cpu.png", "ipis_vs_cpus.png"]
@@ -223,12 +223,11 @@ def needs_tool():
     binary = os.environ.get("ACTIVEMM_BIN")
     if not binary:
         pytest.skip("ACTIVEMM_BIN is not set (ctest's `sweep` test sets it)")
-    needs_kvm()
     return binary
 
 
 @pytest.fixture(scope="module")
-def quick_sweep(tmp_path_factory):
+def quick_sweep(tmp_path_factory, kvm):
     binary = needs_tool()
     out_dir = tmp_path_factory.mktemp("sweep")
     r = run_sweep("--quick", "--out", str(out_dir), env={"ACTIVEMM_BIN": binary})
@@ -289,7 +288,7 @@ def test_quick_sweep_plots_are_pngs(quick_sweep, plot):
     (sweep_gen.PROCESSES_PER_CPU, 1), (sweep_gen.PROCESSES_PER_CPU, 8),
     (sweep_gen.IPIS_VS_CPUS, 1), (sweep_gen.IPIS_VS_CPUS, 16),
 ])
-def test_default_scenarios_are_deterministic_and_run(family, value, tmp_path):
+def test_default_scenarios_are_deterministic_and_run(family, value, tmp_path, kvm):
     binary = needs_tool()
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     for path in (first, second):

@@ -207,6 +207,31 @@ TEST_F(GuestReportTest, VcpuPosition) {
   EXPECT_THAT(FormatVcpuPosition(regs, sregs, false, image_), HasSubstr("interrupts off"));
 }
 
+// ---- DescribeLapic -----------------------------------------------------------------------------
+
+// Sets vector `v` in the 256-bit register set at `offset` of the APIC page (SDM 11.8.4).
+void SetVector(kvm_lapic_state& lapic, int offset, int v) {
+  uint32_t bits;
+  std::memcpy(&bits, lapic.regs + offset + (v / 32) * 0x10, sizeof bits);
+  bits |= 1u << (v % 32);
+  std::memcpy(lapic.regs + offset + (v / 32) * 0x10, &bits, sizeof bits);
+}
+
+TEST(DescribeLapicTest, AnEmptyApic) {
+  kvm_lapic_state lapic{};
+  EXPECT_EQ(DescribeLapic(lapic), "APIC: pending none; in service none; TPR 0");
+}
+
+TEST(DescribeLapicTest, PendingAndInServiceVectorsInOrderWithTpr) {
+  kvm_lapic_state lapic{};
+  SetVector(lapic, 0x200, 0xf1);  // IRR
+  SetVector(lapic, 0x200, 0x20);
+  SetVector(lapic, 0x100, 0xf2);  // ISR
+  SetVector(lapic, 0x100, 0xff);
+  lapic.regs[0x80] = 0x10;        // TPR
+  EXPECT_EQ(DescribeLapic(lapic), "APIC: pending 0x20 0xf1; in service 0xf2 0xff; TPR 0x10");
+}
+
 }  // namespace
 }  // namespace activemm
 
