@@ -53,6 +53,7 @@ mount -t devpts devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
 mount -t tmpfs -o mode=755 tmpfs $r/run || fail "mounting $r/run"
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail "mounting $r/tmp"
+mount -t tmpfs -o mode=1777 tmpfs $r/var/tmp || fail "mounting $r/var/tmp"
 mkdir -p $r/run/nested-kvm
 mount -o bind /ctl $r/run/nested-kvm
 i=0
@@ -80,9 +81,12 @@ fi
 stty -F /dev/ttyS1 raw -echo
 cat /proc/uptime >/ctl/started
 # stdin /dev/null; stdout and stderr one stream through a pipe, as in CI (isatty() false).
+# The host root is read-only here, so per-user configuration and caches (matplotlib's) go to
+# the VM's own /tmp.
 {
   chroot $r /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb ACTIVEMM_NESTED_KVM=1 \
+    XDG_CONFIG_HOME=/tmp/.config XDG_CACHE_HOME=/tmp/.cache \
     /bin/bash /run/nested-kvm/cmd.sh </dev/null
   echo "$?" >/ctl/status
 } 2>&1 | cat >/dev/ttyS1

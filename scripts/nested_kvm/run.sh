@@ -8,7 +8,7 @@
 #   --mem SIZE        the VM's memory, QEMU syntax (default 4G)
 #   --cwd DIR         where the command runs (default: the current folder)
 #   --rw DIR          a host folder the command may write (repeatable, at most 8); everything
-#                     else of the host's root is read-only, and /tmp is the VM's own tmpfs
+#                     else of the host's root is read-only; /tmp and /var/tmp are the VM's own
 #   --env NAME=VALUE  an environment variable for the command (repeatable); the command
 #                     otherwise gets a clean environment and ACTIVEMM_NESTED_KVM=1
 #   --timeout SEC     stop the VM after SEC seconds, exit status 124 (default 1800)

@@ -23,6 +23,16 @@ TARGET_PRECISION, TARGET_RECALL, TARGET_FLUSH = 0.99, 0.99, 0.95
 FLOOR_PRECISION, FLOOR_RECALL, FLOOR_FLUSH = 0.95, 0.95, 0.75
 
 
+def traced_kernel_uses_pcid():
+    """Whether the kernel these captures trace (this machine's) loads CR3 with PCIDs: the CPU
+    has the flag and the kernel was not booted with `nopcid`. Without PCID every CR3 load
+    flushes, so the replay must not model ASIDs (`--pcid=off`): the nested-KVM VM's CPU and
+    some machines of this kind have none."""
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                  if line.startswith("flags")), [])
+    return "pcid" in flags and "nopcid" not in open("/proc/cmdline").read().split()
+
+
 def capture_and_replay(tmp_path, workload):
     program = workload_path(workload)
     trace = tmp_path / workload
@@ -30,7 +40,8 @@ def capture_and_replay(tmp_path, workload):
     assert r.returncode == EXIT_OK, r.stderr
     assert f"{workload} exited with status 0" in r.stderr, r.stderr
     out = tmp_path / f"{workload}.json"
-    r = run("replay", str(trace), f"--json={out}", timeout=300)
+    pcid = [] if traced_kernel_uses_pcid() else ["--pcid=off"]
+    r = run("replay", str(trace), f"--json={out}", *pcid, timeout=300)
     assert r.returncode == EXIT_OK, r.stdout + r.stderr
     return json.loads(out.read_text())
 
