@@ -93,6 +93,7 @@ void RunSelftest() {
   const uint32_t target = (self->cpu + 1) % ncpus;
   rep.ipi_target = target;
   percpu[target].mailbox->selftest.ipi_sender = self->cpu;
+  ++rep.ipis_sent;
   ApicSendIpi(percpu[target].apic_id, kVecIpiTest);
   while (__atomic_load_n(&self->ipis_received, __ATOMIC_RELAXED) == 0) SafeHaltThenCli();
   rep.ipis_received = __atomic_load_n(&self->ipis_received, __ATOMIC_RELAXED);

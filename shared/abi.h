@@ -189,6 +189,10 @@ struct SelftestReport {
   uint32_t ipi_sender;     // written by the sender before it sends
   uint32_t ipis_received;  // counted by the IPI handler
   uint32_t user_pages;     // data pages mapped for ring 3
+  // ICR writes this CPU's code made, counted before each: with ipis_received it tells an IPI
+  // the guest sent twice from one the hypervisor delivered twice.
+  uint32_t ipis_sent;
+  uint32_t reserved;
   uint64_t user_pgd_pa;    // root of the CPU's user page table
   uint64_t user_seed;      // ring 3 wrote seed ^ va into every 8-byte word of each data page
   uint64_t user_checksum;  // sum of the words ring 3 read back
@@ -197,7 +201,7 @@ struct SelftestReport {
   uint64_t user_trap_rip;  // RIP of that trap (the ud2 in the user text)
   uint64_t data_pa[kSelftestMaxPages];
 };
-static_assert(sizeof(SelftestReport) == 136);
+static_assert(sizeof(SelftestReport) == 144);
 
 inline constexpr size_t kLogMax = 480;
 

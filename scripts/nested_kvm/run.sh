@@ -135,9 +135,9 @@ if [[ $verbose == 1 ]]; then
 fi
 timeout -k 10 "$timeout" "${qemu[@]}" </dev/null &
 qemu_pid=$!
-# A guest kernel that reports a soft lockup or an RCU stall does not recover: stop it now
-# rather than at the timeout.
-lockup='BUG: soft lockup|rcu: INFO: rcu_[a-z]+ (detected stalls|self-detected stall)'
+# A guest kernel that reports a soft lockup, an RCU stall or a task blocked for minutes does not
+# recover (seen with --tcg-thread multi: docs/hosts.md): stop it now rather than at the timeout.
+lockup='BUG: soft lockup|rcu: INFO: rcu_[a-z]+ (detected stalls|self-detected stall)|INFO: task .* blocked for more than'
 (
   while kill -0 "$qemu_pid" 2>/dev/null; do
     sleep 2
