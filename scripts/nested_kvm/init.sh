@@ -52,8 +52,24 @@ mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
 mount -t tmpfs -o mode=755 tmpfs $r/run || fail "mounting $r/run"
+# The VM's /tmp and /var/tmp hide the host's: folders the command needs from there (its cwd,
+# the project tree, a clone in /tmp) are held aside and bound back, read-only, on top.
+i=0
+while [ "$i" -lt "$KEEP_COUNT" ]; do
+  eval "dir=\$KEEP_DIR_$i"
+  mkdir -p /held/$i
+  mount --bind "$r$dir" /held/$i || fail "holding $dir"
+  i=$((i + 1))
+done
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail "mounting $r/tmp"
 mount -t tmpfs -o mode=1777 tmpfs $r/var/tmp || fail "mounting $r/var/tmp"
+i=0
+while [ "$i" -lt "$KEEP_COUNT" ]; do
+  eval "dir=\$KEEP_DIR_$i"
+  mkdir -p "$r$dir"
+  mount --bind /held/$i "$r$dir" || fail "binding $dir back"
+  i=$((i + 1))
+done
 mkdir -p $r/run/nested-kvm
 mount -o bind /ctl $r/run/nested-kvm
 i=0

@@ -92,8 +92,15 @@ trap 'echo "nested-kvm: interrupted" >&2; exit 130' INT
 trap 'echo "nested-kvm: terminated" >&2; exit 143' TERM HUP
 
 # What init.sh reads (sourced by busybox sh: printf %q of plain paths is POSIX-safe).
+# Host folders under /tmp or /var/tmp that the VM's own would hide: the command's folder and
+# this project's tree (the command may be a script of it).
+keep_dirs=()
+for d in "$cwd" "$root"; do
+  case $d in /tmp/* | /var/tmp/*) keep_dirs+=("$d") ;; esac
+done
 {
-  printf 'KVM_PIN=%q\nRW_COUNT=%q\n' "$kvm_pin" "${#rw_dirs[@]}"
+  printf 'KVM_PIN=%q\nRW_COUNT=%q\nKEEP_COUNT=%q\n' "$kvm_pin" "${#rw_dirs[@]}" "${#keep_dirs[@]}"
+  for i in "${!keep_dirs[@]}"; do printf 'KEEP_DIR_%d=%q\n' "$i" "${keep_dirs[i]}"; done
   for i in "${!rw_dirs[@]}"; do printf 'RW_DIR_%d=%q\n' "$i" "${rw_dirs[i]}"; done
 } >"$ctl/run.conf"
 cp "$here/kvm_pin.py" "$ctl/"
