@@ -93,9 +93,10 @@ trap 'echo "nested-kvm: terminated" >&2; exit 143' TERM HUP
 
 # What init.sh reads (sourced by busybox sh: printf %q of plain paths is POSIX-safe).
 # Host folders under /tmp or /var/tmp that the VM's own would hide: the command's folder and
-# this project's tree (the command may be a script of it).
+# this project's tree (the command may be a script of it) and ../shared beside it.
 keep_dirs=()
-for d in "$cwd" "$root"; do
+for d in "$cwd" "$root" "$(dirname "$root")/shared"; do
+  [[ -d $d ]] || continue
   case $d in /tmp/* | /var/tmp/*) keep_dirs+=("$d") ;; esac
 done
 {
