@@ -56,9 +56,9 @@ mount -t tmpfs -o mode=755 tmpfs $r/run || fail "mounting $r/run"
 # the project tree, a clone in /tmp) are held aside and bound back, read-only, on top.
 i=0
 while [ "$i" -lt "$KEEP_COUNT" ]; do
-  eval "dir=\$KEEP_DIR_$i"
+  eval "src=\$KEEP_SRC_$i"
   mkdir -p /held/$i
-  mount --bind "$r$dir" /held/$i || fail "holding $dir"
+  mount --bind "$r$src" /held/$i || fail "holding $src"
   i=$((i + 1))
 done
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail "mounting $r/tmp"

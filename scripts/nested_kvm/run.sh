@@ -99,9 +99,13 @@ for d in "$cwd" "$root" "$(dirname "$root")/shared"; do
   [[ -d $d ]] || continue
   case $d in /tmp/* | /var/tmp/*) keep_dirs+=("$d") ;; esac
 done
+keep_srcs=()
+for d in "${keep_dirs[@]}"; do keep_srcs+=("$(realpath -e -- "$d")"); done  # a symlink's target
 {
   printf 'KVM_PIN=%q\nRW_COUNT=%q\nKEEP_COUNT=%q\n' "$kvm_pin" "${#rw_dirs[@]}" "${#keep_dirs[@]}"
-  for i in "${!keep_dirs[@]}"; do printf 'KEEP_DIR_%d=%q\n' "$i" "${keep_dirs[i]}"; done
+  for i in "${!keep_dirs[@]}"; do
+    printf 'KEEP_DIR_%d=%q\nKEEP_SRC_%d=%q\n' "$i" "${keep_dirs[i]}" "$i" "${keep_srcs[i]}"
+  done
   for i in "${!rw_dirs[@]}"; do printf 'RW_DIR_%d=%q\n' "$i" "${rw_dirs[i]}"; done
 } >"$ctl/run.conf"
 cp "$here/kvm_pin.py" "$ctl/"
