@@ -94,6 +94,36 @@ def _bool(value, what):
     return value
 
 
+LAZY_MODES = ("on", "shootdown", "off")
+PCID_MODES = ("hardware", "modeled", "off")
+
+
+def _mode_filter(value, what, modes):
+    """A check's mode filter: True, False, one mode name, or a list of them (docs/scenarios.md).
+
+    Returns the value as the JSON carries it.
+    """
+    if isinstance(value, bool):
+        return value
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ValueError(f"{what} must be True, False, one of {', '.join(modes)} or a "
+                         f"non-empty list of them, got {value!r}")
+    for name in names:
+        if name not in modes:
+            raise ValueError(f"{what}: unknown mode {name!r} (modes: {', '.join(modes)})")
+    return value if isinstance(value, str) else list(names)
+
+
+def _lazy_modes(value):
+    """The lazy modes a filter value names (None: all of them)."""
+    if value is None:
+        return set(LAZY_MODES)
+    if isinstance(value, bool):
+        return {"on"} if value else {"off"}
+    return {value} if isinstance(value, str) else set(value)
+
+
 def _copy_step(step):
     copy = dict(step)
     if step.get("op") == "parallel":
@@ -281,12 +311,14 @@ class Scenario:
     # ---- expectations -----------------------------------------------------------------------
 
     def check(self, mm=None, *, task=None, mm_users=None, mm_count=None, freed=None,
-              loaded_on=None, lazy_on=None, lazy_tlb=None):
+              loaded_on=None, lazy_on=None, lazy_tlb=None, pcid=None):
         """Expectations on mm `mm`, or (task=...) on the mm that task has as active_mm.
 
         loaded_on: the CPUs whose cpu_tlbstate.loaded_mm is the mm; lazy_on: those of them in
-        lazy TLB mode; freed: mm_count has reached 0. lazy_tlb=True/False: the check applies
-        only to runs in that mode.
+        lazy TLB mode; freed: mm_count has reached 0. lazy_tlb and pcid filter the runs the
+        check applies to: lazy_tlb=True (on), False (off), "on", "shootdown", "off" or a list;
+        pcid=True (real or modeled PCIDs), False (off), "hardware", "modeled", "off" or a list.
+        Without a filter the check applies in every mode.
         """
         where = self._where("check")
         if (mm is None) == (task is None):
@@ -309,18 +341,23 @@ class Scenario:
         if lazy_on is not None:
             lazy_on = self._cpu_list(lazy_on, f"{where}: lazy_on")
         if lazy_tlb is not None:
-            _bool(lazy_tlb, f"{where}: lazy_tlb")
+            lazy_tlb = _mode_filter(lazy_tlb, f"{where}: lazy_tlb", LAZY_MODES)
+        if pcid is not None:
+            pcid = _mode_filter(pcid, f"{where}: pcid", PCID_MODES)
         if loaded_on is not None and lazy_on is not None and not set(lazy_on) <= set(loaded_on):
             raise ValueError(f"{where}: lazy_on {lazy_on} must be a subset of loaded_on "
                              f"{loaded_on} (a lazy CPU has the mm loaded)")
-        if lazy_tlb is False and lazy_on:
-            raise ValueError(f"{where}: lazy_on {lazy_on} with lazy_tlb false: "
+        if _lazy_modes(lazy_tlb) == {"off"} and lazy_on:
+            raise ValueError(f"{where}: lazy_on {lazy_on} with lazy_tlb off: "
                              "without lazy TLB no CPU is ever lazy")
         return self._add("check", mm=mm, task=task, mm_users=mm_users, mm_count=mm_count,
-                         freed=freed, loaded_on=loaded_on, lazy_on=lazy_on, lazy_tlb=lazy_tlb)
+                         freed=freed, loaded_on=loaded_on, lazy_on=lazy_on, lazy_tlb=lazy_tlb,
+                         pcid=pcid)
 
-    def counters(self, cpu=None, lazy_tlb=None, **expected):
+    def counters(self, cpu=None, lazy_tlb=None, pcid=None, **expected):
         """Expected event counters since the first step: CPU `cpu`'s, or the totals over all CPUs.
+
+        lazy_tlb and pcid filter the runs it applies to, as for check().
 
         Counters are keyword arguments named as in COUNTER_NAMES (a dict can be passed with
         **). They are written in COUNTER_NAMES order.
@@ -329,7 +366,9 @@ class Scenario:
         if cpu is not None:
             self._cpu(cpu, f"{where}: cpu")
         if lazy_tlb is not None:
-            _bool(lazy_tlb, f"{where}: lazy_tlb")
+            lazy_tlb = _mode_filter(lazy_tlb, f"{where}: lazy_tlb", LAZY_MODES)
+        if pcid is not None:
+            pcid = _mode_filter(pcid, f"{where}: pcid", PCID_MODES)
         unknown = sorted(set(expected) - set(COUNTER_NAMES))
         if unknown:
             raise ValueError(f"{where}: unknown counter {unknown[0]!r} "
@@ -339,7 +378,7 @@ class Scenario:
         for name, value in expected.items():
             _int(value, f"{where}: counter {name}", 0)
         ordered = {name: expected[name] for name in COUNTER_NAMES if name in expected}
-        return self._add("counters", cpu=cpu, lazy_tlb=lazy_tlb, **ordered)
+        return self._add("counters", cpu=cpu, lazy_tlb=lazy_tlb, pcid=pcid, **ordered)
 
     def checkpoint(self):
         """A full verification pass at this point (invariants, real CR3s, page tables)."""

@@ -2,18 +2,25 @@
 """Parameter sweeps over generated scenarios: a CSV of counters and three PNG plots.
 
     /usr/bin/python3 scripts/sweep.py [--out DIR] [--quick] [--seed S] [--family NAME ...]
-                                      [--activemm PATH] [--keep-scenarios DIR] [--plot-only]
+                                      [--activemm PATH] [--keep-scenarios DIR]
+    /usr/bin/python3 scripts/sweep.py --plot-only [CSV] [--out DIR] [--family NAME ...]
 
 Three families of scenarios (scripts/sweep_gen.py, docs/sweep.md), each point one scenario
 generated from the seed, each run by `activemm run SCENARIO.json --json REPORT
 --lazy-tlb=on|off --pcid=modeled|off`:
 
   kthread-share      4 CPUs, 0..90 % of the switches to kernel threads (step 10), lazy TLB on
-                     and off: the CR3 writes lazy TLB saves      -> kthread_share.png
-  processes-per-cpu  4 CPUs, 1..8 processes per CPU, lazy on/off x PCID modeled/off: the
-                     TLB-preserving CR3 loads (cr3_writes_noflush) -> processes_per_cpu.png
+                     and off: the CR3 writes, and the share lazy TLB saves -> kthread_share.png
+  processes-per-cpu  4 CPUs, 1..8 processes per CPU, lazy on/off x PCID modeled/off: CR3 loads
+                     per time slice, those that keep the TLB and those that flush it (a panel
+                     per mode)                                      -> processes_per_cpu.png
   ipis-vs-cpus       1..16 CPUs running threads of one process, with munmaps and forks, lazy
-                     on/off: the TLB flush IPIs (ipis_sent)       -> ipis_vs_cpus.png
+                     on/off: flush IPIs, IPIs per shootdown, CR3 writes, leave_mm
+                                                                    -> ipis_vs_cpus.png
+
+Every plot panel has one unit, a legend and a title; a note below a panel says what is not
+visible in it, found from the data: two series that coincide (coincidence()), a series that is
+0 at every point.
 
 Output in DIR (default docs/sweep/): sweep.csv (one row per scenario and mode: the family, the
 swept parameter and value, the modes, and every total counter of the report) and the plots of
@@ -24,8 +31,9 @@ The binary: --activemm PATH, else $ACTIVEMM_BIN, else build/vmm/activemm. A run 
 with a non-zero status stops the sweep with a message naming the scenario, the mode and the
 exit status (exit status 1). On a terminal (and without $CI) a progress line is updated in
 place on stderr; otherwise only errors and the final summary line are printed.
---quick runs a few points per family with small scenarios (for tests); --plot-only redraws
-the plots from DIR/sweep.csv without running anything.
+--quick runs a few points per family with small scenarios (for tests). --plot-only [CSV]
+runs nothing: it redraws the plots from CSV (default DIR/sweep.csv) into DIR (default: the
+CSV's directory), e.g. /usr/bin/python3 scripts/sweep.py --plot-only docs/sweep/sweep.csv.
 """
 
 import argparse
@@ -33,10 +41,12 @@ import collections
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
@@ -237,6 +247,16 @@ def read_csv(path):
     return rows, columns
 
 
+def looks_quick(rows, families):
+    """True when every family of `rows` has exactly its --quick points: the CSV then comes from
+    a --quick sweep, whose plots name the QUICK sizes."""
+    for fam in families:
+        values = {row["value"] for row in rows if row["family"] == fam.name}
+        if values and values != set(fam.quick_points):
+            return False
+    return any(row["family"] == fam.name for fam in families for row in rows)
+
+
 def csv_text(rows, columns):
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
@@ -246,23 +266,125 @@ def csv_text(rows, columns):
     return buf.getvalue()
 
 
-def _series(rows, family, lazy, pcid, key):
-    """[(value, key(row))] for one family and mode, in value order."""
-    pts = [(r["value"], key(r)) for r in rows
-           if r["family"] == family and r["lazy"] == lazy and r["pcid"] == pcid]
-    return sorted(pts)
+def _by_value(rows, family, lazy, pcid):
+    """{value: row} for one family and mode."""
+    return {r["value"]: r for r in rows
+            if r["family"] == family and r["lazy"] == lazy and r["pcid"] == pcid}
 
 
 def _values(rows, family):
     return sorted({r["value"] for r in rows if r["family"] == family})
 
 
-def _xy(points):
-    return [p[0] for p in points], [p[1] for p in points]
-
-
 def _pct(part, whole):
     return 100.0 * part / whole if whole else 0.0
+
+
+def _num(v):
+    """A count as an integer, a ratio with two decimals."""
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+
+
+def _same(u, v):
+    return math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _constant(values):
+    """The value when every one of `values` is the same, else None."""
+    values = list(values)
+    return values[0] if values and all(_same(v, values[0]) for v in values) else None
+
+
+Coincidence = collections.namedtuple("Coincidence", "kind equal_at max_diff max_at")
+
+
+def coincidence(xs, a, b, rel_tol=0.03):
+    """How two series over the same xs compare, for the notes on the plots.
+
+    kind: "identical" (the same y at every x: one line hides the other), "close" (different
+    somewhere, but never further apart than rel_tol of the largest |y|: the lines lie on each
+    other), "touch" (the same y at some xs only) or None. equal_at: the xs where they are equal;
+    max_diff, max_at: the largest |a - b| and the first x where it occurs."""
+    pairs = list(zip(xs, a, b))
+    if not pairs:
+        return Coincidence(None, [], 0, None)
+    equal_at = [x for x, u, v in pairs if _same(u, v)]
+    max_diff, max_at = 0, None
+    for x, u, v in pairs:
+        if abs(u - v) > max_diff and not _same(u, v):
+            max_diff, max_at = abs(u - v), x
+    scale = max(max(abs(u), abs(v)) for _, u, v in pairs)
+    if len(equal_at) == len(pairs):
+        kind = "identical"
+    elif max_diff <= rel_tol * scale:
+        kind = "close"
+    elif equal_at:
+        kind = "touch"
+    else:
+        kind = None
+    return Coincidence(kind, equal_at, max_diff, max_at)
+
+
+def _list(items):
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def coincidence_note(c, xs, a, b, what, where):
+    """The sentence that says two lines lie on each other (None when they do not): `what` names
+    the quantity ("IPIs"), `where(x)` a point ("at 4 CPUs")."""
+    if c.kind == "identical":
+        return f"Lazy TLB on and off give the same {what} at every point: the two lines coincide."
+    if c.kind == "close":
+        i = xs.index(c.max_at)
+        equal = (f"; equal at {len(c.equal_at)} of {len(xs)} points" if c.equal_at else "")
+        return (f"Lazy TLB on and off nearly coincide: at most {_num(c.max_diff)} {what} apart "
+                f"({_num(a[i])} on, {_num(b[i])} off {where(c.max_at)}){equal}.")
+    if c.kind == "touch":
+        shown = [x for x in c.equal_at][:4]
+        values = [_num(a[xs.index(x)]) for x in shown]
+        more = " and elsewhere" if len(c.equal_at) > len(shown) else ""
+        return (f"Lazy TLB on and off are equal {_list(where(x) for x in shown)}{more} "
+                f"({_list(values)} {what}), where the lines meet.")
+    return None
+
+
+NOTE_BOX = {"boxstyle": "round,pad=0.5", "facecolor": "#fffbe6", "edgecolor": "#c8a400",
+            "linewidth": 0.8}
+NOTE_SIZE = 9.5
+
+
+def _panels(plt, nrows, ncols, figsize, note_ratio, sharey=False):
+    """A figure of nrows x ncols panels, each with a strip below it for its notes (so that a
+    note never covers the data). Returns (fig, panels, strips), both lists of rows."""
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[1, note_ratio] * nrows)
+    panels, strips = [], []
+    for r in range(nrows):
+        row, strip_row = [], []
+        for c in range(ncols):
+            first = panels[0][0] if panels else (row[0] if row else None)
+            row.append(fig.add_subplot(grid[2 * r, c], sharey=first if sharey else None))
+            strip = fig.add_subplot(grid[2 * r + 1, c])
+            strip.axis("off")
+            strip_row.append(strip)
+        panels.append(row)
+        strips.append(strip_row)
+    return fig, panels, strips
+
+
+def _note(strip, notes, width):
+    """The notes of a panel, in a box at the top of the strip below it; one paragraph each."""
+    notes = [n for n in notes if n]
+    if not notes:
+        return
+    bullet = "• " if len(notes) > 1 else ""
+    indent = "   " if bullet else ""  # about the width of the bullet in the note's font
+    text = "\n".join(textwrap.fill(n, width, initial_indent=bullet, subsequent_indent=indent)
+                     for n in notes)
+    note = strip.text(0.0, 1.0, text, transform=strip.transAxes, ha="left", va="top",
+                      fontsize=NOTE_SIZE, bbox=NOTE_BOX)
+    note.set_in_layout(False)  # the strip's height is reserved for it: keep the panels' widths
 
 
 # Lazy off is drawn dashed with larger hollow markers, so that it stays visible where the two
@@ -272,6 +394,10 @@ STYLE = {
     "off": {"color": "tab:red", "marker": "s", "markersize": 8, "markerfacecolor": "none",
             "linestyle": "--"},
 }
+MODE_LABEL = {"on": "lazy TLB on (kernel threads borrow the last mm)",
+              "off": "lazy TLB off (kernel threads load init_mm)"}
+TITLE_SIZE = 11.5
+SUPTITLE_SIZE = 12.5
 
 
 def _style(lazy, **override):
@@ -280,107 +406,251 @@ def _style(lazy, **override):
     return style
 
 
+def _sizes(family, quick):
+    return (sweep_gen.QUICK if quick else sweep_gen.FULL)[family]
+
+
 def plot_kthread_share(plt, rows, quick):
+    """Two panels: CR3 writes per run in both modes (a count), and the share saved (%)."""
     fam = sweep_gen.KTHREAD_SHARE
-    sizes = (sweep_gen.QUICK if quick else sweep_gen.FULL)[fam]
-    on = {v: r for v, r in _series(rows, fam, "on", "modeled", lambda r: r)}
-    off = {v: r for v, r in _series(rows, fam, "off", "modeled", lambda r: r)}
+    sizes = _sizes(fam, quick)
+    on = _by_value(rows, fam, "on", "modeled")
+    off = _by_value(rows, fam, "off", "modeled")
     xs = sorted(set(on) & set(off))
-    saved = [_pct(off[x]["cr3_writes"] - on[x]["cr3_writes"], off[x]["cr3_writes"]) for x in xs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    ax1.plot(xs, saved, color="tab:green", marker="o", label="saved: (off − on) / off")
-    for x, y in zip(xs, saved):
-        ax1.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(0, 6),
-                     ha="center", fontsize=8)
-    ax1.set_title("CR3 writes saved by lazy TLB (%) vs kernel-thread share")
+    on_w = [on[x]["cr3_writes"] for x in xs]
+    off_w = [off[x]["cr3_writes"] for x in xs]
+    saved = [_pct(b - a, b) for a, b in zip(on_w, off_w)]
+    cpus = _constant(on[x]["cpus"] for x in xs) or sizes["cpus"]
+    switches = _constant([on[x]["context_switches"] for x in xs]
+                         + [off[x]["context_switches"] for x in xs])
+    fig, panels, strips = _panels(plt, 1, 2, (13, 6.4), 0.16)
+    ax1, ax2 = panels[0]
+
+    # Left: the counts.
+    for lazy, ys in (("off", off_w), ("on", on_w)):
+        ax1.plot(xs, ys, label=MODE_LABEL[lazy], **_style(lazy))
+    if switches is not None:
+        ax1.axhline(switches, color="gray", linestyle=":", linewidth=1.5,
+                    label=f"one CR3 write per context switch ({switches} switches per run)")
+    ax1.set_title("CR3 writes per run, lazy TLB on and off", fontsize=TITLE_SIZE)
     ax1.set_xlabel("context switches to kernel threads (% of all switches)")
-    ax1.set_ylabel("CR3 writes saved by lazy TLB (% of lazy-off writes)")
-    ax1.set_ylim(bottom=0, top=max(saved + [10]) * 1.15)
+    ax1.set_ylabel(f"CR3 writes (all {cpus} CPUs, per run)")
+    ax1.set_ylim(bottom=0, top=max(on_w + off_w + [switches or 0, 1]) * 1.08)
     ax1.grid(True, alpha=0.3)
-    ax1.legend(loc="upper left")
-    for lazy, series in (("off", off), ("on", on)):
-        ax2.plot(xs, [series[x]["cr3_writes"] for x in xs], label=f"CR3 writes, lazy TLB {lazy}",
-                 **_style(lazy))
-    ax2.plot(xs, [off[x]["context_switches"] for x in xs], color="gray", linestyle="--",
-             label="context switches (both modes)")
-    ax2.set_title("CR3 writes vs kernel-thread share")
+    ax1.legend(loc="lower left", fontsize=9)
+    c = coincidence(xs, on_w, off_w)
+    note = coincidence_note(c, xs, on_w, off_w, "CR3 writes", lambda x: f"at {x} %")
+    if note and 0 in c.equal_at:
+        note += (" With no switch to a kernel thread there is nothing to save: every switch "
+                 "goes from one process to another and writes CR3.")
+    _note(strips[0][0], [note], 82)
+
+    # Right: the saving in percent.
+    ax2.plot(xs, saved, color="tab:green", marker="o",
+             label="saved = (lazy off − lazy on) / lazy off")
+    for x, y in zip(xs, saved):
+        ax2.annotate(f"{y:.0f} %", (x, y), textcoords="offset points", xytext=(0, 7),
+                     ha="center", fontsize=9)
+    ax2.set_title("Share of the CR3 writes that lazy TLB saves", fontsize=TITLE_SIZE)
     ax2.set_xlabel("context switches to kernel threads (% of all switches)")
-    ax2.set_ylabel("CR3 writes (count, all CPUs)")
-    ax2.set_ylim(bottom=0)
+    ax2.set_ylabel("CR3 writes saved (% of the lazy-off CR3 writes)")
+    ax2.set_ylim(bottom=0, top=max(saved + [10]) * 1.18)
     ax2.grid(True, alpha=0.3)
-    ax2.legend()
-    fig.suptitle(f"{fam}: {sizes['cpus']} CPUs, {sizes['processes_per_cpu']} processes + a "
-                 f"kworker + idle per CPU, {sizes['switches_per_cpu']} switches per CPU, "
-                 "PCID modeled")
+    ax2.legend(loc="upper left", fontsize=9)
+    _note(strips[0][1], ["A CR3 write loads an address space (a page-table root). Without lazy "
+                         "TLB, every switch to a kernel thread loads init_mm, and the switch "
+                         "back loads a process again. With lazy TLB, the kernel thread borrows "
+                         "the loaded mm (no load), and the switch back needs no load either "
+                         "when the same process returns."], 82)
+    total = switches if switches is not None else sizes["switches_per_cpu"] * cpus
+    fig.suptitle("CR3 writes saved by lazy TLB vs the share of context switches that go to "
+                 "kernel threads\n"
+                 f"{cpus} CPUs, each with {sizes['processes_per_cpu']} processes, a kworker and "
+                 f"its idle task; {sizes['switches_per_cpu']} switches per CPU ({total} in all) "
+                 "in random order; PCID modeled", fontsize=SUPTITLE_SIZE)
     return fig
 
 
 def plot_processes_per_cpu(plt, rows, quick):
+    """Four panels, lazy TLB on/off x PCID modeled/off, all in CR3 loads per time slice: a bar per
+    point, split into the loads that keep the TLB and the loads that flush it."""
     fam = sweep_gen.PROCESSES_PER_CPU
-    sizes = (sweep_gen.QUICK if quick else sweep_gen.FULL)[fam]
+    sizes = _sizes(fam, quick)
     asids = next((r["asids"] for r in rows if r["family"] == fam and r["asids"] != ""), 6)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for pcid in ("modeled", "off"):
-        for lazy in ("on", "off"):
-            pts = _series(rows, fam, lazy, pcid, lambda r: r["cr3_writes_noflush"])
-            if not pts:
-                continue
-            x, y = _xy(pts)
-            style = _style(lazy) if pcid == "modeled" else _style(lazy, linestyle=":", alpha=0.6)
-            ax1.plot(x, y, label=f"lazy TLB {lazy}, PCID {pcid}", **style)
-            slices = sizes["slices_per_cpu"]
-            x, y = _xy(_series(rows, fam, lazy, pcid,
-                               lambda r: r["cr3_writes_flush"] / (slices * r["cpus"])))
-            ax2.plot(x, y, label=f"lazy TLB {lazy}, PCID {pcid}", **style)
-    for ax in (ax1, ax2):
-        ax.axvline(asids + 0.5, color="gray", linestyle="--", linewidth=1)
-        ax.text(asids + 0.55, 0.02, f"> {asids} ASIDs (TLB_NR_DYN_ASIDS)", rotation=90,
-                transform=ax.get_xaxis_transform(), fontsize=8, color="gray", va="bottom")
-        ax.set_xlabel("processes per CPU")
+    modes = [(lazy, pcid) for pcid in ("modeled", "off") for lazy in ("on", "off")
+             if _by_value(rows, fam, lazy, pcid)]
+    pcids = [p for p in ("modeled", "off") if any(m[1] == p for m in modes)]
+    fig, panels, strips = _panels(plt, len(pcids), 2, (13.5, 5.6 * len(pcids) + 0.9), 0.22,
+                                  sharey=True)
+    cpus = next((r["cpus"] for r in rows if r["family"] == fam), sizes["cpus"])
+    slices = sizes["slices_per_cpu"] * cpus
+    tallest = max([1] + [r["cr3_writes"] / slices for r in rows if r["family"] == fam])
+    top = tallest * 1.5  # room above the bars for the ASID labels and the legend
+    for lazy, pcid in modes:
+        ax = panels[pcids.index(pcid)][("on", "off").index(lazy)]
+        strip = strips[pcids.index(pcid)][("on", "off").index(lazy)]
+        by = _by_value(rows, fam, lazy, pcid)
+        xs = sorted(by)
+        keep = [by[x]["cr3_writes_noflush"] / slices for x in xs]
+        flush = [by[x]["cr3_writes_flush"] / slices for x in xs]
+        ax.bar(xs, keep, 0.7, color="tab:green", edgecolor="black", linewidth=0.5,
+               label="CR3 loads that keep the TLB")
+        ax.bar(xs, flush, 0.7, bottom=keep, color="tab:orange", edgecolor="black",
+               linewidth=0.5, hatch="//", label="CR3 loads that flush the TLB")
+        what = ("kernel threads borrow the last mm" if lazy == "on"
+                else "kernel threads load init_mm")
+        pcid_what = (f"PCID modeled: {asids} ASIDs per CPU" if pcid == "modeled"
+                     else "PCID off: one ASID, flushed at every load")
+        ax.set_title(f"Lazy TLB {lazy} ({what})\n{pcid_what}", fontsize=TITLE_SIZE)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(loc="upper left", fontsize=9.5)
         ax.set_xticks(_values(rows, fam))
-        ax.grid(True, alpha=0.3)
-        ax.set_ylim(bottom=0)
-    ax1.set_title("TLB-preserving CR3 loads (cr3_writes_noflush) vs processes per CPU")
-    ax1.set_ylabel("CR3 loads without TLB flush (count, all CPUs)")
-    ax2.set_title("TLB-flushing CR3 loads (cr3_writes_flush) per time slice")
-    ax2.set_ylabel("flushing CR3 loads per time slice (count / slice)")
-    # The same four series in both panels: one legend below them.
-    handles, labels = ax1.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9)
-    fig.subplots_adjust(bottom=0.2)
-    fig.suptitle(f"{fam}: {sizes['cpus']} CPUs, {sizes['slices_per_cpu']} time slices per CPU, "
-                 "each followed by a switch to a kworker or idle")
+        ax.set_xlabel("processes per CPU")
+        ax.tick_params(labelleft=True)
+        ax.set_ylabel(f"CR3 loads per time slice\n(all {cpus} CPUs: loads / {slices} slices)")
+        notes = []
+        label_y = max([0] + [k + f for k, f in zip(keep, flush)]) + 0.04 * top
+        if pcid == "modeled" and xs:
+            # With lazy TLB off, init_mm takes one of the ASIDs too.
+            fit = asids if lazy == "on" else asids - 1
+            limit = fit + 0.5
+            if xs[0] < limit < xs[-1]:
+                ax.axvline(limit, color="black", linestyle="--", linewidth=1)
+                left = (f"≤ {fit} processes:\nall fit in the {asids} ASIDs" if lazy == "on"
+                        else f"≤ {fit} processes + init_mm:\nall fit in the {asids} ASIDs")
+                ax.text(limit - 0.1, label_y, left + " ←", fontsize=9.5, ha="right",
+                        va="bottom")
+                ax.text(limit + 0.1, label_y, "→ more: ASIDs\nget reused", fontsize=9.5,
+                        ha="left", va="bottom")
+                notes.append(
+                    f"Each CPU has {asids} ASIDs, each tagging the TLB entries of one mm. A load "
+                    "of an mm that still holds its ASID keeps the TLB; beyond "
+                    + (f"{asids} processes per CPU" if lazy == "on" else
+                       f"{fit} processes per CPU (init_mm needs an ASID too)")
+                    + ", ASIDs are taken round robin and more loads flush.")
+        if xs and all(v == 0 for v in keep):
+            notes.append("No CR3 load keeps the TLB: 0 at every point, so the bars have no "
+                         "green part."
+                         + (" Without PCIDs every CR3 load flushes the TLB." if pcid == "off"
+                            else ""))
+        kthread = _constant(by[x]["switch_user_to_kernel"] for x in xs) if xs else None
+        if lazy == "off" and kthread:
+            per_slice = _constant(by[x]["cr3_writes"] / slices for x in xs)
+            twice = " twice per time slice" if per_slice is not None and per_slice == 2 else ""
+            notes.append(f"Lazy TLB off loads CR3{twice}: the process's mm, and "
+                         f"init_mm at every switch to the kworker or idle ({kthread} init_mm "
+                         "loads per run)."
+                         + (" init_mm has an ASID of its own, so these extra loads keep the "
+                            "TLB; lazy TLB on needs none of them." if pcid == "modeled" else ""))
+        few = [x for x in xs if 0 < by[x]["cr3_writes"] <= by[x]["cpus"]]
+        for x in few:
+            n = by[x]["cr3_writes"]
+            ax.text(x, (by[x]["cr3_writes"]) / slices + 0.02 * top, f"{n}\nloads",
+                    fontsize=9, ha="center", va="bottom")
+        if few:
+            x = few[0]
+            notes.append(f"{x} process{'es' if x != 1 else ''} per CPU: only "
+                         f"{by[x]['cr3_writes']} CR3 loads per run, the first one on each CPU. "
+                         "The kworker and idle keep the process's mm loaded, so it comes back "
+                         "without a load.")
+        _note(strip, notes, 86)
+    panels[0][0].set_ylim(0, top)
+    fig.suptitle("CR3 loads per time slice vs processes per CPU: the loads that keep the TLB "
+                 "and those that flush it\n"
+                 f"{cpus} CPUs, {sizes['slices_per_cpu']} time slices per CPU ({slices} in all), "
+                 "each followed by a switch to a kworker or idle; the processes of a CPU take "
+                 "turns", fontsize=SUPTITLE_SIZE)
     return fig
 
 
 def plot_ipis_vs_cpus(plt, rows, quick):
+    """Four panels, one unit each: IPIs, IPIs per shootdown, CR3 writes, leave_mm calls."""
     fam = sweep_gen.IPIS_VS_CPUS
-    sizes = (sweep_gen.QUICK if quick else sweep_gen.FULL)[fam]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    sizes = _sizes(fam, quick)
+    on = _by_value(rows, fam, "on", "modeled")
+    off = _by_value(rows, fam, "off", "modeled")
+    xs = sorted(set(on) & set(off))
+    fig, panels, strips = _panels(plt, 2, 2, (13.5, 11.8), 0.2)
+    (ax1, ax2), (ax3, ax4) = panels
+    shootdowns = _constant([on[x]["shootdowns"] for x in xs] + [off[x]["shootdowns"] for x in xs])
+
+    def where(x):
+        return f"at {x} CPU{'s' if x != 1 else ''}"
+
+    def column(key):
+        return {lazy: [by[x][key] for x in xs] for lazy, by in (("on", on), ("off", off))}
+
+    def both(ax, ys, label=""):
+        for lazy in ("on", "off"):
+            ax.plot(xs, ys[lazy], label=label + MODE_LABEL[lazy], **_style(lazy))
+
+    # 1: IPIs sent.
+    ipis = column("ipis_sent")
+    both(ax1, ipis)
+    ax1.set_title("TLB-flush IPIs sent per run", fontsize=TITLE_SIZE)
+    ax1.set_ylabel("TLB-flush IPIs sent (all CPUs, per run)")
+    c1 = coincidence(xs, ipis["on"], ipis["off"])
+    _note(strips[0][0], [coincidence_note(c1, xs, ipis["on"], ipis["off"], "IPIs", where),
+                         "A CPU gets a flush IPI when another CPU changes the page tables of an "
+                         "mm the first one may have in its TLB."], 84)
+
+    # 2: IPIs per shootdown.
+    ratio = {lazy: [by[x]["ipis_sent"] / by[x]["shootdowns"] if by[x]["shootdowns"] else 0
+                    for x in xs] for lazy, by in (("on", on), ("off", off))}
+    both(ax2, ratio)
+    ax2.plot(xs, [x - 1 for x in xs], color="gray", linestyle=":", linewidth=1.5,
+             label="an IPI to every other CPU (CPUs − 1)")
+    ax2.set_title("TLB-flush IPIs per shootdown", fontsize=TITLE_SIZE)
+    ax2.set_ylabel("IPIs per shootdown\n(IPIs sent / flush_tlb_mm_range calls)")
+    count = (f"Every run makes {shootdowns} shootdowns (flush_tlb_mm_range calls) in both modes."
+             if shootdowns is not None else "")
+    _note(strips[0][1], [count, coincidence_note(coincidence(xs, ratio["on"], ratio["off"]), xs,
+                                                 ratio["on"], ratio["off"],
+                                                 "IPIs per shootdown", where)], 84)
+
+    # 3: CR3 writes.
+    writes = column("cr3_writes")
+    both(ax3, writes)
+    ax3.set_title("CR3 writes (address-space loads) per run", fontsize=TITLE_SIZE)
+    ax3.set_ylabel("CR3 writes (all CPUs, per run)")
+    _note(strips[1][0], [
+        "The CR3 writes include the leave_mm loads of init_mm (right).",
+        coincidence_note(coincidence(xs, writes["on"], writes["off"]), xs, writes["on"],
+                         writes["off"], "CR3 writes", where)], 84)
+
+    # 4: leave_mm.
+    leave = column("leave_mm")
+    off_zero = all(v == 0 for v in leave["off"])
     for lazy in ("on", "off"):
-        x, y = _xy(_series(rows, fam, lazy, "modeled", lambda r: r["ipis_sent"]))
-        ax1.plot(x, y, label=f"IPIs sent, lazy TLB {lazy}", **_style(lazy))
-        x, y = _xy(_series(rows, fam, lazy, "modeled",
-                           lambda r: r["ipis_sent"] / r["shootdowns"] if r["shootdowns"] else 0))
-        ax2.plot(x, y, label=f"lazy TLB {lazy}", **_style(lazy))
-    x, y = _xy(_series(rows, fam, "on", "modeled", lambda r: r["leave_mm"]))
-    ax1.plot(x, y, color="tab:blue", linestyle=":", label="leave_mm (lazy TLB on)")
-    x, y = _xy(_series(rows, fam, "on", "modeled", lambda r: r["shootdowns"]))
-    ax1.plot(x, y, color="gray", linestyle="--", label="shootdowns (both modes)")
-    ax2.plot(x, [v - 1 for v in x], color="gray", linestyle="--",
-             label="every other CPU (CPUs − 1)")
-    ax1.set_title("TLB flush IPIs (ipis_sent) vs CPUs")
-    ax1.set_ylabel("IPIs sent (count, all CPUs)")
-    ax2.set_title("IPIs per shootdown vs CPUs")
-    ax2.set_ylabel("IPIs sent per flush_tlb_mm_range call")
-    for ax in (ax1, ax2):
-        ax.set_xlabel("CPUs (one thread of the process per CPU)")
+        label = MODE_LABEL[lazy] + (": 0 at every point" if lazy == "off" and off_zero else "")
+        # clip_on=False: a series at 0 is drawn over the x axis, not hidden behind it.
+        ax4.plot(xs, leave[lazy], label=label, clip_on=False, zorder=3, **_style(lazy))
+    ax4.set_title("leave_mm calls per run (each loads init_mm: one CR3 write)",
+                  fontsize=TITLE_SIZE)
+    ax4.set_ylabel("leave_mm calls (all CPUs, per run)")
+    _note(strips[1][1], [
+        "leave_mm: a CPU that still has an mm loaded but no longer uses it switches to init_mm, "
+        "e.g. a lazy CPU that gets a flush IPI for the mm it borrowed.",
+        "Lazy TLB off: 0 at every point (the red squares on the x axis): no CPU is ever lazy."
+        if off_zero else coincidence_note(coincidence(xs, leave["on"], leave["off"]), xs,
+                                          leave["on"], leave["off"], "leave_mm calls", where)],
+        84)
+
+    for ax in (ax1, ax2, ax3, ax4):
+        ax.set_xlabel("CPUs (one thread of the process on each)")
         ax.set_xticks(_values(rows, fam))
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{fam}: {sizes['rounds']} rounds of switches, each with a munmap; a fork + "
-                 f"exec + exit every {sweep_gen.FORK_EVERY} rounds; PCID modeled")
+        ax.legend(loc="upper left", fontsize=9.5)
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1) * 1.25)  # room for the legend
+    alike = (": lazy TLB on and off send "
+             + ("the same IPIs" if c1.kind == "identical" else "nearly the same IPIs")
+             if c1.kind in ("identical", "close") else ", lazy TLB on and off")
+    total = f" ({shootdowns} shootdowns per run)" if shootdowns is not None else ""
+    fig.suptitle(f"TLB-flush IPIs vs the number of CPUs{alike}\n"
+                 f"One process with a thread on every CPU; {sizes['rounds']} rounds of context "
+                 f"switches, each with a munmap,\nand a fork + exec + exit every "
+                 f"{sweep_gen.FORK_EVERY} rounds{total}; PCID modeled", fontsize=SUPTITLE_SIZE)
     return fig
 
 
@@ -423,7 +693,6 @@ def write_outputs(out_dir, rows, columns, families, quick, plt, write_csv=True):
                 os.fsync(f.fileno())
         for fam in families:
             fig = PLOTTERS[fam.name](plt, rows, quick)
-            fig.tight_layout(rect=(0, 0.06 if fig.legends else 0, 1, 1))
             fd, tmp = temp_for(fam.plot)
             with os.fdopen(fd, "wb") as f:
                 fig.savefig(f, format="png", dpi=110)
@@ -448,8 +717,9 @@ def write_outputs(out_dir, rows, columns, families, quick, plt, write_csv=True):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Run the activemm parameter sweeps (docs/sweep.md): a CSV and PNG plots.")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help="output directory (default docs/sweep/ of the project)")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default docs/sweep/ of the project; with "
+                             "--plot-only CSV, the CSV's directory)")
     parser.add_argument("--quick", action="store_true",
                         help="a few points per family with small scenarios (tests)")
     parser.add_argument("--seed", type=int, default=1, help="the generator seed (default 1)")
@@ -460,24 +730,31 @@ def main(argv=None):
                              "build/vmm/activemm)")
     parser.add_argument("--keep-scenarios", metavar="DIR",
                         help="also keep the generated scenarios and reports in DIR")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="run nothing: redraw the plots from DIR/sweep.csv (add --quick "
-                             "if it came from a --quick sweep)")
+    parser.add_argument("--plot-only", nargs="?", const="", default=None, metavar="CSV",
+                        help="run nothing: redraw the plots from CSV (default OUT/sweep.csv), "
+                             "a sweep.csv of an earlier sweep; the CSV is not rewritten")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = (os.path.dirname(os.path.abspath(args.plot_only)) if args.plot_only
+                    else DEFAULT_OUT)
     families = [FAMILIES[name] for name in FAMILIES
                 if not args.family or name in args.family]
     progress = Progress(progress_wanted())
     start = time.monotonic()
     try:
         plt = import_pyplot()
-        if args.plot_only:
-            rows, columns = read_csv(os.path.join(args.out, CSV_NAME))
+        if args.plot_only is not None:
+            source = args.plot_only or os.path.join(args.out, CSV_NAME)
+            rows, columns = read_csv(source)
             present = {row["family"] for row in rows}
             families = [fam for fam in families if fam.name in present]
-            written = write_outputs(args.out, rows, columns, families, args.quick, plt,
+            if not families:
+                raise SweepError(f"{source} has no rows of the families to plot")
+            quick = args.quick or looks_quick(rows, families)
+            written = write_outputs(args.out, rows, columns, families, quick, plt,
                                     write_csv=False)
             print(f"sweep: redrew {', '.join(os.path.basename(p) for p in written)} in "
-                  f"{args.out}")
+                  f"{args.out} from {source}{' (--quick sizes)' if quick else ''}")
             return 0
         binary = find_binary(args.activemm)
         if args.keep_scenarios:

@@ -8,7 +8,7 @@ namespace activemm {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitCheckFailed = 1,  // a host check found a violation
+  kExitCheckFailed = 1,  // an expectation failed or the verifier found a violation
   kExitUsage = 2,        // bad command line or input
   kExitGuestFailed = 3,  // guest exception, panic, triple fault, emulation failure
   kExitWatchdog = 4,     // the guest made no progress within --timeout

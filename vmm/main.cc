@@ -1,28 +1,30 @@
 // activemm: Linux's mm / active_mm / lazy-TLB behaviour on real x86-64 page tables under KVM.
-// Flags are parsed here only and passed down as config structs.
+// The command line is parsed here only (vmm/command_line.h, against the tables below) and passed
+// down as config structs.
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "fmt/core.h"
 #include "vmm/capture.h"
+#include "vmm/command_line.h"
 #include "vmm/cost.h"
 #include "vmm/exit_codes.h"
 #include "vmm/kvm.h"
@@ -34,79 +36,421 @@
 #include "vmm/selftest.h"
 #include "vmm/timeline.h"
 
-ABSL_FLAG(int, cpus, 0,
-          "number of vCPUs (simulated CPUs), 1..64; default: 4 for selftest, the scenario's own "
-          "for run and compare");
-ABSL_FLAG(std::string, mem, "256M",
-          "guest RAM, a multiple of 2M between 16M and 3G (suffix M or G)");
-ABSL_FLAG(double, timeout, 10, "seconds without guest progress before the watchdog stops the run");
-ABSL_FLAG(std::string, inject, "none",
-          "plant a bug to prove it is caught. selftest: kernel-fault, user-fault, spin, panic, "
-          "verify-storm; "
-          "run/compare: skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, no-cpumask, wrong-cr3, "
-          "fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check, asid-no-flush");
-ABSL_FLAG(std::string, lazy_tlb, "",
-          "written --lazy-tlb. run: on, off or shootdown (default: the scenario's \"lazy_tlb\"); "
-          "compare runs on "
-          "and off");
-ABSL_FLAG(std::string, pcid, "auto",
-          "auto (real PCIDs where CPUID offers PCID, else modeled), modeled (ASID decisions "
-          "computed, CR3 loaded without PCID bits) or off (ASID 0, every mm switch flushes)");
-ABSL_FLAG(int, asids, 6, "per-CPU dynamic ASID slots (TLB_NR_DYN_ASIDS), 1..16");
-ABSL_FLAG(int, iterations, 200, "cost: measured switches per case and mode, 1..100000");
-ABSL_FLAG(std::string, verify, "end",
-          "when the host verifies besides check/checkpoint steps: end, or every-step");
-ABSL_FLAG(std::string, json, "", "also write the report as JSON to this file");
-ABSL_FLAG(uint64_t, seed, 1, "stress: the generator's seed");
-ABSL_FLAG(int, steps, 2000, "stress: model steps to generate");
-ABSL_FLAG(bool, verbose, false, "print the guest's log lines");
-ABSL_FLAG(std::string, kvm, activemm::Kvm::kDevicePath, "KVM device to open");
-ABSL_FLAG(std::string, timeline, "",
-          "run, compare, replay: write a Chrome/Perfetto trace-event file (ui.perfetto.dev) with "
-          "a track per CPU: tasks, loaded mm, lazy periods, CR3 loads, IPIs");
-ABSL_FLAG(std::string, decisions, "",
-          "replay: write the emulator's decision for every sched_switch to this CSV file");
-ABSL_FLAG(std::string, plan, "",
-          "replay: write every program step it ran (with the trace line behind it) to this CSV "
-          "file");
-ABSL_FLAG(int, explain, 0, "replay: list the first N disagreements with the trace lines around them");
-ABSL_FLAG(int, buffer_kb, activemm::kDefaultCaptureBufferKb,
-          "written --buffer-kb. capture: the trace ring buffer per CPU, in KiB");
-ABSL_FLAG(std::string, tracefs, activemm::kDefaultTracefs,
-          "advanced: where capture finds (or mounts) tracefs; tests point it elsewhere");
-
 namespace activemm {
 namespace {
 
-constexpr const char* kUsage =
-    "activemm COMMAND [flags]\n"
-    "\n"
-    "Commands:\n"
-    "  selftest   boot the guest on --cpus vCPUs: every CPU reports in, sends and receives an\n"
-    "             IPI, and makes a ring-3 round trip on its own page table; the host verifies\n"
-    "             it all (exit 0 only if all of it happened)\n"
-    "  run [SCENARIO.json|SCENARIO.py]\n"
-    "             run a scenario (default: the built-in one) with the verifier on; per-CPU and\n"
-    "             total counters, checks and violations\n"
-    "  compare [SCENARIO.json|SCENARIO.py]\n"
-    "             run it with lazy TLB on and off, side by side, with the CR3 writes saved\n"
-    "  stress     a seeded random scenario (scripts/stress_gen.py: --cpus, --seed, --steps)\n"
-    "             run with the verifier after every step\n"
-    "  capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]\n"
-    "             record a real Linux sched + tlb_flush trace (ftrace) while COMMAND runs, into\n"
-    "             the new folder OUT_DIR (root; --buffer-kb: KiB per CPU, default 16384)\n"
-    "  cost [--iterations N] [--json OUT]\n"
-    "             the guest's cost of one context switch per case (user -> kernel thread,\n"
-    "             kernel thread -> user, user -> user...), lazy TLB on and off: TSC cycles and,\n"
-    "             where KVM counts them, ring-0 instructions (docs/costs.md)\n"
-    "\n"
-    "Flags: --cpus, --mem, --timeout, --inject, --verbose, --kvm, --lazy-tlb, --pcid, --asids,\n"
-    "--verify, --json (--help lists them all).\n"
-    "Exit status: 0 ok, 1 check failed, 2 usage, 3 guest failure, 4 watchdog, 5 no usable KVM,\n"
-    "6 host error.";
+// ---- the command line: commands, flags and their help ------------------------------------------
 
-int UsageError(const std::string& msg) {
-  fmt::print(stderr, "activemm: {}\n(activemm --help for usage)\n", msg);
+// One value of a flag that picks from a table: the table serves the parsing, the error message
+// and the help alike.
+template <typename T>
+struct Named {
+  const char* name;
+  T value;
+  const char* help;
+};
+
+// --inject for selftest: a guest failure planted on purpose (shared/abi.h Inject).
+constexpr Named<abi::Inject> kSelftestInjects[] = {
+    {"none", abi::Inject::kNone, "nothing planted"},
+    {"kernel-fault", abi::Inject::kKernelFault,
+     "CPU 0 reads an unmapped kernel address in ring 0 (#PF)"},
+    {"user-fault", abi::Inject::kUserFault,
+     "the last CPU's ring-3 code writes to an unmapped user page (#PF)"},
+    {"spin", abi::Inject::kSpin,
+     "the last CPU spins with interrupts off after reporting in (watchdog)"},
+    {"panic", abi::Inject::kPanic, "CPU 0 fails a GUEST_CHECK"},
+    {"verify-storm", abi::Inject::kVerifyStorm,
+     "every CPU asks the host to verify, all at once, many times"},
+};
+
+// --inject for the commands that run the mm model: a bug planted in it (shared/mm_abi.h MmBug).
+constexpr Named<abi::MmBug> kMmBugs[] = {
+    {"none", abi::MmBug::kNone, "nothing planted"},
+    {"skip-lazy-mmgrab", abi::MmBug::kSkipLazyMmgrab,
+     "a user -> kernel switch takes no lazy reference"},
+    {"double-mmdrop", abi::MmBug::kDoubleMmdrop, "finish_task_switch drops rq->prev_mm twice"},
+    {"forget-prev-mm", abi::MmBug::kForgetPrevMm,
+     "a kernel -> user switch does not park the borrowed mm in rq->prev_mm"},
+    {"no-cpumask", abi::MmBug::kNoCpumask, "switch_mm_irqs_off never sets the CPU in mm_cpumask"},
+    {"wrong-cr3", abi::MmBug::kWrongCr3,
+     "loading init_mm keeps the previous mm's page table in CR3"},
+    {"fork-shares-page", abi::MmBug::kForkSharesPage,
+     "dup_mm maps the parent's first page into the child instead of a copy"},
+    {"munmap-keeps-pte", abi::MmBug::kMunmapKeepsPte,
+     "munmap frees the pages but leaves their PTEs in place"},
+    {"skip-ipi", abi::MmBug::kSkipIpiNonLazy,
+     "flush_tlb_mm_range sends no IPI to a non-lazy CPU using the mm"},
+    {"no-tlb-gen-check", abi::MmBug::kNoTlbGenCheck,
+     "back from lazy mode to the same mm: no tlb_gen check, no flush"},
+    {"asid-no-flush", abi::MmBug::kAsidNoFlush,
+     "choose_new_asid reuses a slot for another mm without a flush"},
+};
+
+// --lazy-tlb (shared/mm_abi.h LazyMode).
+constexpr Named<abi::LazyMode> kLazyModes[] = {
+    {"on", abi::LazyMode::kOn,
+     "Linux today: a kernel thread borrows the previous mm, no CR3 write (lazy reference)"},
+    {"off", abi::LazyMode::kOff, "no lazy TLB: kernel threads load init_mm"},
+    {"shootdown", abi::LazyMode::kShootdown,
+     "MMU_LAZY_TLB_SHOOTDOWN (powerpc): lazy CPUs hold no reference"},
+};
+
+template <typename T, size_t N>
+std::vector<FlagChoice> Choices(const Named<T> (&table)[N]) {
+  std::vector<FlagChoice> out;
+  for (const Named<T>& n : table) out.push_back({n.name, n.help});
+  return out;
+}
+
+// The value named `name`; the parser has already refused names not in the table.
+template <typename T, size_t N>
+T Lookup(const Named<T> (&table)[N], const std::string& name) {
+  for (const Named<T>& n : table) {
+    if (name == n.name) return n.value;
+  }
+  return table[0].value;
+}
+
+// What each exit status means (vmm/exit_codes.h), for the help.
+std::string ExitStatuses() {
+  static const std::pair<ExitCode, const char*> kMeanings[] = {
+      {kExitOk, "everything ran and every check passed"},
+      {kExitCheckFailed, "an expectation failed, or the verifier found an invariant broken"},
+      {kExitUsage, "bad command line or input (a flag, a scenario, a trace folder)"},
+      {kExitGuestFailed,
+       "guest failure: unexpected exception, panic, triple fault, emulation failure"},
+      {kExitWatchdog, "watchdog: no guest progress within --timeout"},
+      {kExitNoKvm, "no usable KVM (/dev/kvm missing, no permission, unsuitable)"},
+      {kExitHostError,
+       "a KVM call failed unexpectedly; capture: not root, no tracefs, an I/O error"},
+  };
+  std::string out = "Exit status:\n";
+  for (const auto& [code, meaning] : kMeanings) {
+    absl::StrAppend(&out, "  ", code, "  ", meaning, "\n");
+  }
+  return out;
+}
+
+const CommandLine& Grammar() {
+  static const CommandLine* const kGrammar = [] {
+    std::vector<CommandSpec> commands = {
+        {.name = "selftest",
+         .summary = "boot the guest on --cpus vCPUs: every CPU reports in, sends and receives an "
+                    "IPI and makes a ring-3 round trip on its own page table; the host verifies "
+                    "it all",
+         .description =
+             "Boots the guest on --cpus vCPUs. Every CPU reports in, sends an IPI to the next\n"
+             "CPU and receives one, then enters ring 3 on a page table of its own, writes and\n"
+             "reads back its user pages and traps back. The host checks each report: the real\n"
+             "CR3 of every vCPU, the IPI ring, the ring-3 trap frame and, walking the guest's\n"
+             "page tables itself, that every user page maps the page the guest reported and\n"
+             "holds what ring 3 wrote. It exits 0 only if all of it happened; a guest exception,\n"
+             "a failed guest check or a CPU that makes no progress is reported with that CPU's\n"
+             "registers.\n"},
+        {.name = "run",
+         .args = "[SCENARIO.json|SCENARIO.py]",
+         .summary = "run a scenario (default: the built-in one) on real vCPUs with the verifier "
+                    "on; per-CPU and total counters, checks and violations",
+         .description =
+             "Runs a scenario (docs/scenarios.md): processes, threads, kernel threads, fork,\n"
+             "exec, exit, kthread_use_mm, mmap/munmap/mprotect, switched on real vCPUs by a guest\n"
+             "that follows Linux's context_switch() and switch_mm_irqs_off(); without SCENARIO,\n"
+             "the built-in one. The host verifies the refcount invariants, every vCPU's CR3 and\n"
+             "every mm's page tables at each check, and prints per-CPU counters: context switches\n"
+             "by case, CR3 writes, INVLPGs, IPIs, lazy-TLB entries, grabs and drops.\n"
+             "\n"
+             "A .py scenario is run by /usr/bin/python3 and prints the JSON. It can import\n"
+             "activemm_scenario from any folder: the scripts folder ($ACTIVEMM_SCRIPTS, else this\n"
+             "source tree's) comes first on its PYTHONPATH.\n",
+         .max_args = 1},
+        {.name = "compare",
+         .args = "[SCENARIO.json|SCENARIO.py]",
+         .summary = "run a scenario with lazy TLB on, shootdown and off, under each PCID mode this "
+                    "host has, side by side, with the CR3 writes saved",
+         .description =
+             "Runs the scenario (default: the built-in one) once per mode: lazy TLB on, shootdown\n"
+             "and off, under each PCID mode this host has (real PCIDs where the CPU offers them,\n"
+             "modeled, off; only the one --pcid names, if given), and prints the counters side by\n"
+             "side with the CR3 writes each lazy mode saves against lazy TLB off\n"
+             "(docs/report.md).\n",
+         .max_args = 1},
+        {.name = "stress",
+         .summary = "generate a seeded random scenario (scripts/stress_gen.py, with parallel "
+                    "blocks) and run it with the verifier after every step",
+         .description =
+             "Generates a random scenario of --steps model steps on --cpus CPUs, with parallel\n"
+             "blocks, from --seed (scripts/stress_gen.py of $ACTIVEMM_SCRIPTS or this source\n"
+             "tree; the same seed gives the same scenario), and runs it with the verifier after\n"
+             "every step.\n"},
+        {.name = "replay",
+         .args = "DIR",
+         .summary = "replay a captured Linux trace on the vCPUs and score the emulator's CR3 loads "
+                    "against the kernel's own",
+         .description =
+             "Replays the trace folder DIR (written by capture, as in ../shared/traces) on the\n"
+             "vCPUs, event by event, one vCPU per traced CPU: each pid a task, the threads of a\n"
+             "tgid on one mm, fork/exec/exit and the kernel's TLB flushes replayed, the verifier\n"
+             "on. It scores the emulator's CR3 loads against the kernel's own (its tlb_flush\n"
+             "\"flush on task switch\" lines): precision, recall, flush accuracy and the\n"
+             "disagreements by class (docs/replay.md).\n",
+         .max_args = 1},
+        {.name = "capture",
+         .args = "OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]",
+         .summary = "record a real Linux trace (ftrace: sched_switch, fork, exec, exit, "
+                    "tlb_flush) while COMMAND runs, into the new folder OUT_DIR (root)",
+         .description =
+             "Records a real Linux trace with ftrace (sched_switch, fork, exec, exit and\n"
+             "tlb_flush, with TGIDs) while COMMAND runs, into the new folder OUT_DIR: trace.txt,\n"
+             "tgids.txt, kthreads.txt and kernel.txt, what replay reads. It needs root, mounts\n"
+             "tracefs if it is not mounted and puts every tracefs setting back afterwards;\n"
+             "COMMAND's exit status is printed and its trace kept. Everything after -- is\n"
+             "COMMAND and its arguments, untouched.\n",
+         .max_args = -1},
+        {.name = "cost",
+         .summary = "measure the guest's cost of each context-switch case, lazy TLB on and off: "
+                    "TSC cycles and, where KVM counts them, ring-0 instructions",
+         .description =
+             "Measures in the guest the cost of one context switch per case (user -> kernel\n"
+             "thread, kernel thread -> user, user -> user, ...), lazy TLB on and off (or the one\n"
+             "mode --lazy-tlb names): TSC cycles and, where KVM exposes binary statistics and\n"
+             "emulates ring 0, the exact number of ring-0 instructions (docs/costs.md).\n"},
+        {.name = "help",
+         .args = "[COMMAND]",
+         .summary = "this list, or what COMMAND does and its flags",
+         .description = "Prints the list of commands, or COMMAND's usage, what it does and its "
+                        "flags.\n",
+         .max_args = 1},
+        // `activemm __prime N`: capture's own helper (vmm/capture.h PrimeStep).
+        {.name = "__prime", .max_args = 1, .hidden = true},
+    };
+    const std::vector<std::string> guest = {"selftest", "run",    "compare",
+                                            "stress",   "replay", "cost"};
+    const std::vector<std::string> model = {"run", "compare", "stress", "replay"};
+    const std::vector<std::string> asid_model = {"run", "compare", "stress", "replay", "cost"};
+    const std::vector<FlagChoice> pcid_choices = {
+        {"auto", "real PCIDs where CPUID offers PCID, else modeled"},
+        {"modeled", "the ASID decisions computed and counted, CR3 loaded without PCID bits"},
+        {"off", "ASID 0: every mm switch flushes"},
+    };
+    std::vector<FlagSpec> flags = {
+        {.name = "cpus",
+         .kind = FlagKind::kInt,
+         .value_name = "N",
+         .commands = {"selftest", "stress"},
+         .default_value = "4",
+         .help = "number of vCPUs, the simulated CPUs",
+         .min = 1,
+         .max = abi::kMaxCpus},
+        {.name = "cpus",
+         .kind = FlagKind::kInt,
+         .value_name = "N",
+         .commands = {"run", "compare"},
+         .default_text = "the scenario's \"cpus\"",
+         .help = "number of vCPUs, the simulated CPUs",
+         .min = 1,
+         .max = abi::kMaxCpus},
+        {.name = "cpus",
+         .kind = FlagKind::kInt,
+         .commands = {"replay"},
+         .refusal = "replay runs one vCPU per traced CPU (the trace's #P:)"},
+        {.name = "seed",
+         .kind = FlagKind::kUint64,
+         .value_name = "S",
+         .commands = {"stress"},
+         .default_value = "1",
+         .help = "the generator's seed"},
+        {.name = "steps",
+         .kind = FlagKind::kInt,
+         .value_name = "K",
+         .commands = {"stress"},
+         .default_value = "2000",
+         .help = "model steps to generate",
+         .min = 1,
+         .max = 30000},
+        {.name = "lazy-tlb",
+         .kind = FlagKind::kChoice,
+         .value_name = "MODE",
+         .commands = {"run", "stress"},
+         .default_text = "the scenario's \"lazy_tlb\": on unless it says false",
+         .help = "the lazy TLB mode",
+         .choices = Choices(kLazyModes)},
+        {.name = "lazy-tlb",
+         .kind = FlagKind::kChoice,
+         .value_name = "MODE",
+         .commands = {"replay"},
+         .default_value = "on",
+         .help = "the lazy TLB mode",
+         .choices = Choices(kLazyModes)},
+        {.name = "lazy-tlb",
+         .kind = FlagKind::kChoice,
+         .value_name = "MODE",
+         .commands = {"cost"},
+         .default_text = "on and off, one after the other",
+         .help = "measure this lazy TLB mode only",
+         .choices = Choices(kLazyModes)},
+        {.name = "lazy-tlb",
+         .kind = FlagKind::kChoice,
+         .commands = {"compare"},
+         .refusal = "compare runs every lazy mode (on, shootdown, off); use run for one"},
+        {.name = "pcid",
+         .kind = FlagKind::kChoice,
+         .value_name = "MODE",
+         .commands = {"run", "stress", "replay", "cost"},
+         .default_value = "auto",
+         .help = "the ASID model",
+         .choices = pcid_choices},
+        {.name = "pcid",
+         .kind = FlagKind::kChoice,
+         .value_name = "MODE",
+         .commands = {"compare"},
+         .default_value = "auto",
+         .default_text = "auto, which runs each PCID mode this host has: real PCIDs where CPUID "
+                         "offers PCID, modeled, off",
+         .help = "run under this ASID model only",
+         .choices = pcid_choices},
+        {.name = "asids",
+         .kind = FlagKind::kInt,
+         .value_name = "N",
+         .commands = asid_model,
+         .default_value = "6",
+         .help = "per-CPU dynamic ASID slots (TLB_NR_DYN_ASIDS)",
+         .min = 1,
+         .max = 16},
+        {.name = "inject",
+         .kind = FlagKind::kChoice,
+         .value_name = "FAILURE",
+         .commands = {"selftest"},
+         .default_value = "none",
+         .help = "plant a guest failure, to show it is reported",
+         .choices = Choices(kSelftestInjects)},
+        {.name = "inject",
+         .kind = FlagKind::kChoice,
+         .value_name = "BUG",
+         .commands = model,
+         .default_value = "none",
+         .help = "plant a known bug in the mm model, to show the verifier catches it",
+         .choices = Choices(kMmBugs)},
+        {.name = "verify",
+         .kind = FlagKind::kChoice,
+         .value_name = "WHEN",
+         .commands = {"run", "compare", "replay"},
+         .default_value = "end",
+         .help = "when the host verifies, besides check and checkpoint steps",
+         .choices = {{"end", "at the end of the run"}, {"every-step", "after every step"}}},
+        {.name = "verify",
+         .kind = FlagKind::kChoice,
+         .commands = {"stress"},
+         .refusal = "stress always verifies after every step"},
+        {.name = "iterations",
+         .kind = FlagKind::kInt,
+         .value_name = "N",
+         .commands = {"cost"},
+         .default_value = "200",
+         .help = "measured switches per case and mode",
+         .min = 1,
+         .max = abi::kMaxCostIterations},
+        {.name = "json",
+         .kind = FlagKind::kString,
+         .value_name = "FILE",
+         .commands = {"run", "compare", "stress"},
+         .help = "also write the report as JSON to FILE (docs/report.md)"},
+        {.name = "json",
+         .kind = FlagKind::kString,
+         .value_name = "FILE",
+         .commands = {"replay"},
+         .help = "also write the counts, the score and the guest run as JSON to FILE "
+                 "(docs/replay.md)"},
+        {.name = "json",
+         .kind = FlagKind::kString,
+         .value_name = "FILE",
+         .commands = {"cost"},
+         .help = "also write the measurements as JSON to FILE (docs/costs.md)"},
+        {.name = "timeline",
+         .kind = FlagKind::kString,
+         .value_name = "FILE",
+         .commands = {"run", "compare", "stress", "replay"},
+         .help = "write a Chrome/Perfetto trace-event file (ui.perfetto.dev) with a track per "
+                 "CPU: tasks, loaded mm, lazy periods, CR3 loads, IPIs"},
+        {.name = "decisions",
+         .kind = FlagKind::kString,
+         .value_name = "FILE",
+         .commands = {"replay"},
+         .help = "write the emulator's decision for every sched_switch to this CSV file"},
+        {.name = "plan",
+         .kind = FlagKind::kString,
+         .value_name = "FILE",
+         .commands = {"replay"},
+         .help = "write every program step it ran (with the trace line behind it) to this CSV "
+                 "file"},
+        {.name = "explain",
+         .kind = FlagKind::kInt,
+         .value_name = "N",
+         .commands = {"replay"},
+         .default_value = "0",
+         .help = "list the first N disagreements with the trace lines around them",
+         .min = 0,
+         .max = 1000000},
+        {.name = "mem",
+         .kind = FlagKind::kString,
+         .value_name = "SIZE",
+         .commands = guest,
+         .default_value = "256M",
+         .help = "guest RAM: a multiple of 2M from 16M to 3G, suffix M or G"},
+        {.name = "timeout",
+         .kind = FlagKind::kDouble,
+         .value_name = "SECONDS",
+         .commands = guest,
+         .default_value = "10",
+         .help = "seconds without guest progress before the watchdog stops the run, at most "
+                 "3600",
+         .expected = "seconds in (0, 3600]"},
+        {.name = "verbose",
+         .kind = FlagKind::kBool,
+         .commands = guest,
+         .help = "print the guest's log lines (on stderr)"},
+        {.name = "kvm",
+         .kind = FlagKind::kString,
+         .value_name = "DEVICE",
+         .commands = guest,
+         .default_value = Kvm::kDevicePath,
+         .help = "the KVM device to open"},
+        {.name = "buffer-kb",
+         .kind = FlagKind::kInt,
+         .value_name = "N",
+         .commands = {"capture"},
+         .default_value = std::to_string(kDefaultCaptureBufferKb),
+         .help = "the trace ring buffer per CPU, in KiB",
+         .min = 1,
+         .max = kMaxCaptureBufferKb,
+         .expected = absl::StrCat("KiB per CPU, 1..", kMaxCaptureBufferKb)},
+        {.name = "tracefs",
+         .kind = FlagKind::kString,
+         .value_name = "DIR",
+         .commands = {"capture"},
+         .default_value = kDefaultTracefs,
+         .help = "advanced: where capture finds (or mounts) tracefs; tests point it elsewhere"},
+    };
+    return new CommandLine(
+        {.program = "activemm",
+         .about = "activemm: Linux's mm, active_mm and lazy TLB on real x86-64 page tables, under "
+                  "KVM (README.md).",
+         .exit_statuses = ExitStatuses()},
+        std::move(commands), std::move(flags));
+  }();
+  return *kGrammar;
+}
+
+// A command-line error: the message, then where the help is. Exit status 2.
+int UsageError(const ParsedCommandLine& cl, const std::string& msg) {
+  fmt::print(stderr, "activemm: {}\n{}\n", msg, Grammar().Hint(cl.command));
+  return kExitUsage;
+}
+
+// An error in what the command line points at (a scenario, a script, a trace folder): the
+// command line itself was fine, so no pointer to the help. Exit status 2.
+int InputError(const std::string& msg) {
+  fmt::print(stderr, "activemm: {}\n", msg);
   return kExitUsage;
 }
 
@@ -123,61 +467,30 @@ bool ParseMem(std::string s, uint64_t* bytes) {
   return true;
 }
 
-// Looks `s` up in a table of {name, value} pairs.
-template <typename T, size_t N>
-bool ParseName(const std::pair<const char*, T> (&names)[N], const std::string& s, T* out) {
-  for (const auto& [name, value] : names) {
-    if (s == name) {
-      *out = value;
-      return true;
-    }
-  }
-  return false;
-}
-
 // --mem and --timeout, shared by every command that boots a guest; "" when both are fine.
-std::string ParseMemAndTimeout(uint64_t* mem_bytes, absl::Duration* timeout) {
-  if (!ParseMem(absl::GetFlag(FLAGS_mem), mem_bytes)) {
-    return absl::StrFormat("--mem=%s: expected a size such as 256M or 1G",
-                           absl::GetFlag(FLAGS_mem));
+std::string ParseMemAndTimeout(const ParsedCommandLine& cl, uint64_t* mem_bytes,
+                               absl::Duration* timeout) {
+  if (!ParseMem(cl.String("mem"), mem_bytes)) {
+    return absl::StrFormat("--mem=%s: expected a size such as 256M or 1G", cl.String("mem"));
   }
-  const double seconds = absl::GetFlag(FLAGS_timeout);
+  const double seconds = cl.Double("timeout");
   if (!(seconds > 0 && seconds <= 3600)) {
-    return absl::StrFormat("--timeout=%g: expected seconds in (0, 3600]", seconds);
+    return absl::StrFormat("--timeout=%s: expected seconds in (0, 3600]", cl.String("timeout"));
   }
   *timeout = absl::Seconds(seconds);
   return "";
 }
 
-bool ParseInject(const std::string& s, abi::Inject* out) {
-  static const std::pair<const char*, abi::Inject> kNames[] = {
-      {"none", abi::Inject::kNone},
-      {"kernel-fault", abi::Inject::kKernelFault},
-      {"user-fault", abi::Inject::kUserFault},
-      {"spin", abi::Inject::kSpin},
-      {"panic", abi::Inject::kPanic},
-      {"verify-storm", abi::Inject::kVerifyStorm}};
-  return ParseName(kNames, s, out);
-}
-
-int Selftest() {
+int Selftest(const ParsedCommandLine& cl) {
   SelftestOptions opt;
-  opt.vm.cpus = absl::GetFlag(FLAGS_cpus) == 0 ? 4 : absl::GetFlag(FLAGS_cpus);
-  opt.vm.verbose = absl::GetFlag(FLAGS_verbose);
-  if (std::string e = ParseMemAndTimeout(&opt.vm.mem_bytes, &opt.timeout); !e.empty()) {
-    return UsageError(e);
+  opt.vm.cpus = static_cast<int>(cl.Int("cpus"));
+  opt.vm.verbose = cl.Bool("verbose");
+  if (std::string e = ParseMemAndTimeout(cl, &opt.vm.mem_bytes, &opt.timeout); !e.empty()) {
+    return UsageError(cl, e);
   }
-  if (!ParseInject(absl::GetFlag(FLAGS_inject), &opt.vm.inject)) {
-    return UsageError(absl::StrFormat(
-        "--inject=%s: expected none, kernel-fault, user-fault, spin, panic or verify-storm",
-        absl::GetFlag(FLAGS_inject)));
-  }
-  if (opt.vm.cpus < 1 || opt.vm.cpus > static_cast<int>(abi::kMaxCpus)) {
-    return UsageError(
-        absl::StrFormat("--cpus=%d: must be between 1 and %d", opt.vm.cpus, abi::kMaxCpus));
-  }
+  opt.vm.inject = Lookup(kSelftestInjects, cl.String("inject"));
 
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(cl.String("kvm"));
   if (!kvm.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
@@ -193,34 +506,28 @@ int Selftest() {
   return r->run.outcome == Outcome::kCompleted ? kExitCheckFailed : ExitCodeFor(r->run.outcome);
 }
 
-bool ParseMmBug(const std::string& s, abi::MmBug* out) {
-  static const std::pair<const char*, abi::MmBug> kNames[] = {
-      {"none", abi::MmBug::kNone},
-      {"skip-lazy-mmgrab", abi::MmBug::kSkipLazyMmgrab},
-      {"double-mmdrop", abi::MmBug::kDoubleMmdrop},
-      {"forget-prev-mm", abi::MmBug::kForgetPrevMm},
-      {"no-cpumask", abi::MmBug::kNoCpumask},
-      {"wrong-cr3", abi::MmBug::kWrongCr3},
-      {"fork-shares-page", abi::MmBug::kForkSharesPage},
-      {"munmap-keeps-pte", abi::MmBug::kMunmapKeepsPte},
-      {"skip-ipi", abi::MmBug::kSkipIpiNonLazy},
-      {"no-tlb-gen-check", abi::MmBug::kNoTlbGenCheck},
-      {"asid-no-flush", abi::MmBug::kAsidNoFlush}};
-  return ParseName(kNames, s, out);
+// The project's scripts/ folder (stress_gen.py, activemm_scenario.py): $ACTIVEMM_SCRIPTS, else
+// the one of this source tree.
+std::string ScriptsDir() {
+  const char* env = std::getenv("ACTIVEMM_SCRIPTS");
+  return env != nullptr ? env : ACTIVEMM_SCRIPTS_DIR;
+}
+
+// `s` quoted for /bin/sh.
+std::string ShellQuote(const std::string& s) {
+  return "'" + absl::StrReplaceAll(s, {{"'", "'\\''"}}) + "'";
 }
 
 // The stress generator's scenario: scripts/stress_gen.py of this source tree (or of
 // $ACTIVEMM_SCRIPTS), run by Debian's /usr/bin/python3.
 absl::StatusOr<std::string> GenerateStress(int cpus, uint64_t seed, int steps) {
-  const char* env = std::getenv("ACTIVEMM_SCRIPTS");
-  const std::string dir = env != nullptr ? env : ACTIVEMM_SCRIPTS_DIR;
-  const std::string script = dir + "/stress_gen.py";
+  const std::string script = ScriptsDir() + "/stress_gen.py";
   if (!std::ifstream(script)) {
     return absl::NotFoundError(absl::StrFormat(
         "%s not found (set ACTIVEMM_SCRIPTS to the project's scripts/ folder)", script));
   }
-  std::string cmd = absl::StrFormat("/usr/bin/python3 '%s' --cpus %d --seed %d --steps %d", script,
-                                    cpus, seed, steps);
+  std::string cmd = absl::StrFormat("/usr/bin/python3 %s --cpus %d --seed %d --steps %d",
+                                    ShellQuote(script), cpus, seed, steps);
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return absl::InternalError("cannot run /usr/bin/python3");
   std::string out;
@@ -235,113 +542,104 @@ absl::StatusOr<std::string> GenerateStress(int cpus, uint64_t seed, int steps) {
   return out;
 }
 
+// The whole of the file `path`, or why it cannot be read ("PATH: cannot read the WHAT: No such
+// file or directory").
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
+  auto failed = [&](int err) {
+    return absl::NotFoundError(
+        absl::StrFormat("%s: cannot read the %s: %s", path, what, std::strerror(err)));
+  };
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return failed(errno);
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int err = std::ferror(f) ? errno : 0;
+  std::fclose(f);
+  if (err != 0) return failed(err);
+  return out;
+}
+
 // The scenario text: a JSON file, the JSON a Python scenario script prints (run by Debian's
-// /usr/bin/python3, which sees the project's library), or the built-in scenario.
+// /usr/bin/python3, with the scripts folder first on PYTHONPATH so that a script anywhere can
+// import activemm_scenario), or the built-in scenario.
 absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
   if (path.empty()) return std::string(DefaultScenarioJson());
-  if (absl::EndsWith(path, ".py")) {
-    std::ifstream probe(path);
-    if (!probe) {
-      return absl::NotFoundError(absl::StrFormat("%s: cannot read the scenario script", path));
-    }
-    std::string cmd = "/usr/bin/python3 '" + absl::StrReplaceAll(path, {{"'", "'\\''"}}) + "'";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (p == nullptr) {
-      return absl::InternalError(absl::StrFormat("%s: cannot run /usr/bin/python3", path));
-    }
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    int status = pclose(p);
-    if (status != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s: the scenario script failed (exit status %d); its error is above",
-                          path, WIFEXITED(status) ? WEXITSTATUS(status) : status));
-    }
-    return out;
+  if (!absl::EndsWith(path, ".py")) return ReadWholeFile(path, "scenario file");
+  if (absl::StatusOr<std::string> probe = ReadWholeFile(path, "scenario script"); !probe.ok()) {
+    return probe.status();
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrFormat("%s: cannot read the scenario file", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string python_path = ScriptsDir();
+  if (const char* env = std::getenv("PYTHONPATH"); env != nullptr && *env != '\0') {
+    absl::StrAppend(&python_path, ":", env);
+  }
+  const std::string cmd =
+      absl::StrCat("PYTHONPATH=", ShellQuote(python_path), " /usr/bin/python3 ", ShellQuote(path));
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) {
+    return absl::InternalError(absl::StrFormat("%s: cannot run /usr/bin/python3", path));
+  }
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  if (status != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: the scenario script failed (exit status %d); its error is above",
+                        path, WIFEXITED(status) ? WEXITSTATUS(status) : status));
+  }
+  return out;
+}
+
+// Progress lines for long runs: on a terminal only, and never in CI (CI=true) or when the
+// guest's own log is echoed.
+bool ShowProgress(const ParsedCommandLine& cl) {
+  return isatty(STDERR_FILENO) && std::getenv("CI") == nullptr && !cl.Bool("verbose");
 }
 
 // The flags every command that runs the mm model shares: --asids, --mem, --timeout, --pcid,
-// --inject, --verify, --lazy-tlb, --verbose. "" when they are fine, else the usage error.
-// Progress lines for long runs: on a terminal only, and never in CI (CI=true) or when the
-// guest's own log is echoed.
-bool ShowProgress() {
-  return isatty(STDERR_FILENO) && std::getenv("CI") == nullptr && !absl::GetFlag(FLAGS_verbose);
-}
-
-std::string ParseModelFlags(const std::string& cmd, ScenarioRunOptions* ro) {
-  ro->verbose = absl::GetFlag(FLAGS_verbose);
-  if (ShowProgress()) ro->progress_label = cmd;
-  ro->asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
-  if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
-    return absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids));
-  }
-  if (std::string e = ParseMemAndTimeout(&ro->mem_bytes, &ro->timeout); !e.empty()) return e;
-  const std::string pcid = absl::GetFlag(FLAGS_pcid);
-  if (pcid == "auto" || pcid == "modeled") {
-    ro->pcid = abi::PcidMode::kModeled;  // auto is refined once /dev/kvm is open
-  } else if (pcid == "off") {
-    ro->pcid = abi::PcidMode::kOff;
-  } else {
-    return absl::StrFormat("--pcid=%s: expected auto, modeled or off", pcid);
-  }
-  if (!ParseMmBug(absl::GetFlag(FLAGS_inject), &ro->bug)) {
-    return absl::StrFormat(
-        "--inject=%s: %s takes none, skip-lazy-mmgrab, double-mmdrop, forget-prev-mm, "
-        "no-cpumask, wrong-cr3, fork-shares-page, munmap-keeps-pte, skip-ipi, no-tlb-gen-check "
-        "or asid-no-flush",
-        absl::GetFlag(FLAGS_inject), cmd);
-  }
-  const std::string verify = absl::GetFlag(FLAGS_verify);
-  if (verify != "end" && verify != "every-step") {
-    return absl::StrFormat("--verify=%s: expected end or every-step", verify);
-  }
-  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
-  if (!lazy.empty() && lazy != "on" && lazy != "off" && lazy != "shootdown") {
-    return absl::StrFormat("--lazy-tlb=%s: expected on, off or shootdown", lazy);
-  }
+// --inject, --verbose (--verify and --lazy-tlb are read where they apply). "" when they are
+// fine, else the usage error.
+std::string ParseModelFlags(const ParsedCommandLine& cl, ScenarioRunOptions* ro) {
+  ro->verbose = cl.Bool("verbose");
+  if (ShowProgress(cl)) ro->progress_label = cl.command;
+  ro->asids = static_cast<uint32_t>(cl.Int("asids"));
+  if (std::string e = ParseMemAndTimeout(cl, &ro->mem_bytes, &ro->timeout); !e.empty()) return e;
+  // auto is refined once /dev/kvm is open (OpenKvm)
+  ro->pcid = cl.String("pcid") == "off" ? abi::PcidMode::kOff : abi::PcidMode::kModeled;
+  ro->bug = Lookup(kMmBugs, cl.String("inject"));
   return "";
 }
 
-abi::LazyMode LazyModeFlag(abi::LazyMode default_mode) {
-  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
-  if (lazy == "on") return abi::LazyMode::kOn;
-  if (lazy == "off") return abi::LazyMode::kOff;
-  if (lazy == "shootdown") return abi::LazyMode::kShootdown;
-  return default_mode;
+// --lazy-tlb, else `default_mode`.
+abi::LazyMode LazyModeFlag(const ParsedCommandLine& cl, abi::LazyMode default_mode) {
+  const std::string lazy = cl.String("lazy-tlb");
+  return lazy.empty() ? default_mode : Lookup(kLazyModes, lazy);
 }
 
-absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(ScenarioRunOptions* ro) {
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
-  if (kvm.ok() && absl::GetFlag(FLAGS_pcid) == "auto" && (*kvm)->HasPcid()) {
+absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, ScenarioRunOptions* ro) {
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(cl.String("kvm"));
+  if (kvm.ok() && cl.String("pcid") == "auto" && (*kvm)->HasPcid()) {
     ro->pcid = abi::PcidMode::kHardware;
   }
   return kvm;
 }
 
 // `replay DIR`: a real trace on the emulator, scored against the traced kernel's CR3 loads.
-int ReplayCommand(const std::string& dir_path) {
-  if (dir_path.empty()) return UsageError("replay: no trace folder given (activemm replay DIR)");
+int ReplayCommand(const ParsedCommandLine& cl) {
+  if (cl.args.empty()) return UsageError(cl, "replay: no trace folder given (activemm replay DIR)");
+  const std::string& dir_path = cl.args[0];
   ReplayOptions o;
-  if (std::string e = ParseModelFlags("replay", &o.run); !e.empty()) return UsageError(e);
-  o.run.lazy = LazyModeFlag(abi::LazyMode::kOn);
-  o.plan.verify_every_step = absl::GetFlag(FLAGS_verify) == "every-step";
-  if (absl::GetFlag(FLAGS_cpus) != 0) {
-    return UsageError("--cpus: replay runs one vCPU per traced CPU (the trace's #P:)");
-  }
-  const int explain = absl::GetFlag(FLAGS_explain);
-  if (explain < 0) return UsageError(absl::StrFormat("--explain=%d: expected N >= 0", explain));
+  if (std::string e = ParseModelFlags(cl, &o.run); !e.empty()) return UsageError(cl, e);
+  o.run.lazy = LazyModeFlag(cl, abi::LazyMode::kOn);
+  o.plan.verify_every_step = cl.String("verify") == "every-step";
+  const int explain = static_cast<int>(cl.Int("explain"));
   absl::StatusOr<TraceDir> dir = LoadTraceDir(dir_path);
-  if (!dir.ok()) return UsageError(std::string(dir.status().message()));
+  if (!dir.ok()) return InputError(std::string(dir.status().message()));
 
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(&o.run);
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &o.run);
   if (!kvm.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
@@ -361,10 +659,10 @@ int ReplayCommand(const std::string& dir_path) {
     fmt::print("{}", FormatDisagreements(*dir, ss.str(), *r, explain));
   }
   for (const auto& [path, content] :
-       {std::pair{absl::GetFlag(FLAGS_decisions), DecisionsCsv(*r)},
-        std::pair{absl::GetFlag(FLAGS_json), ReplayJson(*dir, *r, host)},
-        std::pair{absl::GetFlag(FLAGS_plan), PlanCsv(*r, dir->trace)},
-        std::pair{absl::GetFlag(FLAGS_timeline), ReplayTimeline(*dir, *r)}}) {
+       {std::pair{cl.String("decisions"), DecisionsCsv(*r)},
+        std::pair{cl.String("json"), ReplayJson(*dir, *r, host)},
+        std::pair{cl.String("plan"), PlanCsv(*r, dir->trace)},
+        std::pair{cl.String("timeline"), ReplayTimeline(*dir, *r)}}) {
     if (path.empty()) continue;
     if (absl::Status s = WriteFileAtomically(path, content); !s.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
@@ -376,41 +674,35 @@ int ReplayCommand(const std::string& dir_path) {
                                                       : ExitCodeFor(r->report.run.outcome);
 }
 
-int ScenarioCommand(const std::string& cmd, const std::string& path) {
+// run, compare and stress.
+int ScenarioCommand(const ParsedCommandLine& cl) {
+  const std::string& cmd = cl.command;
+  const std::string path = cl.args.empty() ? "" : cl.args[0];
   const bool compare = cmd == "compare";
   const bool stress = cmd == "stress";
   ScenarioRunOptions ro;
-  if (std::string e = ParseModelFlags(cmd, &ro); !e.empty()) return UsageError(e);
-  const std::string verify = absl::GetFlag(FLAGS_verify);
-  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
-  if (compare && !lazy.empty()) {
-    return UsageError("--lazy-tlb: compare runs both modes; use run for one");
-  }
+  if (std::string e = ParseModelFlags(cl, &ro); !e.empty()) return UsageError(cl, e);
 
   absl::StatusOr<std::string> text;
   CompileOptions co;
   if (stress) {
-    const int cpus = absl::GetFlag(FLAGS_cpus) == 0 ? 4 : absl::GetFlag(FLAGS_cpus);
-    const int steps = absl::GetFlag(FLAGS_steps);
-    if (cpus < 1 || cpus > 64 || steps < 1 || steps > 30000) {
-      return UsageError("stress: --cpus must be 1..64 and --steps 1..30000");
-    }
-    text = GenerateStress(cpus, absl::GetFlag(FLAGS_seed), steps);
+    text = GenerateStress(static_cast<int>(cl.Int("cpus")), cl.Uint64("seed"),
+                          static_cast<int>(cl.Int("steps")));
     if (!text.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(text.status().message()));
       return kExitHostError;
     }
   } else {
     text = LoadScenarioText(path);
-    if (!text.ok()) return UsageError(std::string(text.status().message()));
-    if (absl::GetFlag(FLAGS_cpus) != 0) co.cpus = absl::GetFlag(FLAGS_cpus);
+    if (!text.ok()) return InputError(std::string(text.status().message()));
+    if (cl.Has("cpus")) co.cpus = static_cast<int>(cl.Int("cpus"));
   }
   // A stress run checks every quiet point: there is a quiet point after every step.
-  co.verify_every_step = stress || verify == "every-step";
+  co.verify_every_step = stress || cl.String("verify") == "every-step";
   absl::StatusOr<Scenario> sc = CompileScenario(*text, path.empty() ? "built-in" : path, co);
-  if (!sc.ok()) return UsageError(std::string(sc.status().message()));
+  if (!sc.ok()) return InputError(std::string(sc.status().message()));
 
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(&ro);
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &ro);
   if (!kvm.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
@@ -420,7 +712,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
   std::vector<std::pair<abi::LazyMode, abi::PcidMode>> modes;
   if (compare) {
     std::vector<abi::PcidMode> pcids = {ro.pcid};
-    if (absl::GetFlag(FLAGS_pcid) == "auto") {
+    if (cl.String("pcid") == "auto") {
       pcids = {abi::PcidMode::kModeled, abi::PcidMode::kOff};
       if (ro.pcid == abi::PcidMode::kHardware) pcids.insert(pcids.begin(), ro.pcid);
     }
@@ -430,7 +722,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
       }
     }
   } else {
-    modes = {{LazyModeFlag(sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff), ro.pcid}};
+    modes = {{LazyModeFlag(cl, sc->lazy_tlb ? abi::LazyMode::kOn : abi::LazyMode::kOff), ro.pcid}};
   }
   std::vector<ScenarioReport> reports;
   for (const auto& [lazy, pcid] : modes) {
@@ -459,8 +751,7 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
     worst = std::max(worst, code);
   }
   fmt::print(all_ok ? stdout : stderr, "{}", text_out);
-  const std::string json_path = absl::GetFlag(FLAGS_json);
-  if (!json_path.empty()) {
+  if (const std::string json_path = cl.String("json"); !json_path.empty()) {
     nlohmann::json j = compare ? ComparisonJson(reports, host) : RunReportJson(reports[0], host);
     absl::Status s = WriteFileAtomically(json_path, j.dump(2) + "\n");
     if (!s.ok()) {
@@ -468,14 +759,14 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
       return kExitUsage;
     }
   }
-  if (const std::string path = absl::GetFlag(FLAGS_timeline); !path.empty()) {
+  if (const std::string timeline = cl.String("timeline"); !timeline.empty()) {
     std::vector<TimelineRun> runs;
     for (const ScenarioReport& r : reports) {
       runs.push_back({absl::StrFormat("activemm: lazy %s, PCID %s", LazyModeName(r.lazy),
                                       PcidModeName(r.pcid)),
                       &*sc, &r, {}});
     }
-    if (absl::Status s = WriteFileAtomically(path, TimelineJson(runs, nullptr, "")); !s.ok()) {
+    if (absl::Status s = WriteFileAtomically(timeline, TimelineJson(runs, nullptr, "")); !s.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
       return kExitUsage;
     }
@@ -485,35 +776,18 @@ int ScenarioCommand(const std::string& cmd, const std::string& path) {
 
 // `cost [--iterations N] [--json OUT]`: the guest's cost per context-switch case, lazy TLB on
 // and off (or the one mode --lazy-tlb names).
-int CostCommand() {
+int CostCommand(const ParsedCommandLine& cl) {
   CostOptions o;
-  o.iterations = absl::GetFlag(FLAGS_iterations);
-  if (absl::GetFlag(FLAGS_asids) < 1 || absl::GetFlag(FLAGS_asids) > 16) {
-    return UsageError(
-        absl::StrFormat("--asids=%d: must be between 1 and 16", absl::GetFlag(FLAGS_asids)));
+  o.iterations = static_cast<int>(cl.Int("iterations"));
+  o.asids = static_cast<uint32_t>(cl.Int("asids"));
+  o.verbose = cl.Bool("verbose");
+  if (std::string e = ParseMemAndTimeout(cl, &o.mem_bytes, &o.timeout); !e.empty()) {
+    return UsageError(cl, e);
   }
-  o.asids = static_cast<uint32_t>(absl::GetFlag(FLAGS_asids));
-  o.verbose = absl::GetFlag(FLAGS_verbose);
-  if (o.iterations < 1 || o.iterations > static_cast<int>(abi::kMaxCostIterations)) {
-    return UsageError(absl::StrFormat("--iterations=%d: must be between 1 and %d", o.iterations,
-                                      abi::kMaxCostIterations));
-  }
-  if (std::string e = ParseMemAndTimeout(&o.mem_bytes, &o.timeout); !e.empty()) {
-    return UsageError(e);
-  }
-  const std::string pcid = absl::GetFlag(FLAGS_pcid);
-  if (pcid == "off") {
-    o.pcid = abi::PcidMode::kOff;
-  } else if (pcid != "auto" && pcid != "modeled") {
-    return UsageError(absl::StrFormat("--pcid=%s: expected auto, modeled or off", pcid));
-  }
-  const std::string lazy = absl::GetFlag(FLAGS_lazy_tlb);
-  if (lazy == "on" || lazy == "off" || lazy == "shootdown") {
-    o.modes = {LazyModeFlag(abi::LazyMode::kOn)};
-  } else if (!lazy.empty()) {
-    return UsageError(absl::StrFormat("--lazy-tlb=%s: expected on, off or shootdown", lazy));
-  }
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(absl::GetFlag(FLAGS_kvm));
+  const std::string pcid = cl.String("pcid");
+  if (pcid == "off") o.pcid = abi::PcidMode::kOff;
+  if (cl.Has("lazy-tlb")) o.modes = {LazyModeFlag(cl, abi::LazyMode::kOn)};
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(cl.String("kvm"));
   if (!kvm.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
@@ -529,8 +803,7 @@ int CostCommand() {
     return ExitCodeFor(r->outcome);
   }
   fmt::print("{}", FormatCostReport(*r));
-  const std::string json_path = absl::GetFlag(FLAGS_json);
-  if (!json_path.empty()) {
+  if (const std::string json_path = cl.String("json"); !json_path.empty()) {
     absl::Status s = WriteFileAtomically(json_path, CostReportJson(*r).dump(2) + "\n");
     if (!s.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
@@ -540,36 +813,27 @@ int CostCommand() {
   return kExitOk;
 }
 
-// `capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]`. absl stops parsing flags at the first
-// "--" and appends what follows to the positional arguments, so `args` cannot tell OUT_DIR from
-// the command: the command is taken from the original `argv`, after that "--", untouched.
-int Capture(const std::vector<char*>& args, int argc, char** argv) {
+// `capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]`: the command is everything after "--",
+// untouched.
+int Capture(const ParsedCommandLine& cl) {
   constexpr const char* kSyntax = "activemm capture OUT_DIR [--buffer-kb N] -- COMMAND [ARGS...]";
-  int dashes = 0;
-  for (int i = 1; i < argc && dashes == 0; ++i) {
-    if (std::string_view(argv[i]) == "--") dashes = i;
+  if (cl.args.empty()) {
+    return UsageError(cl, absl::StrFormat("capture: no OUT_DIR given (%s)", kSyntax));
   }
-  const size_t command_args = dashes == 0 ? 0 : argc - dashes - 1;
-  // args: the program, "capture", OUT_DIR, then the command.
-  const size_t before = args.size() - std::min(command_args, args.size());
-  if (before < 3) return UsageError(absl::StrFormat("capture: no OUT_DIR given (%s)", kSyntax));
-  if (before > 3) {
-    return UsageError(absl::StrFormat(
-        "capture: unexpected argument '%s' (the command goes after --: %s)", args[3], kSyntax));
+  if (cl.args.size() > 1) {
+    return UsageError(cl, absl::StrFormat(
+                              "capture: unexpected argument '%s' (the command goes after --: %s)",
+                              cl.args[1], kSyntax));
   }
-  if (command_args == 0) {
-    return UsageError(absl::StrFormat("capture: no command given after -- (%s)", kSyntax));
+  if (cl.after_dashes.empty()) {
+    return UsageError(cl, absl::StrFormat("capture: no command given after -- (%s)", kSyntax));
   }
   CaptureOptions o;
-  o.out_dir = args[2];
-  o.argv.assign(argv + dashes + 1, argv + argc);
-  o.buffer_kb = absl::GetFlag(FLAGS_buffer_kb);
-  o.tracefs = absl::GetFlag(FLAGS_tracefs);
+  o.out_dir = cl.args[0];
+  o.argv = cl.after_dashes;
+  o.buffer_kb = static_cast<int>(cl.Int("buffer-kb"));
+  o.tracefs = cl.String("tracefs");
   o.progress = stderr;  // the command's stdout stays its own
-  if (o.buffer_kb < 1 || o.buffer_kb > kMaxCaptureBufferKb) {
-    return UsageError(absl::StrFormat("--buffer-kb=%d: expected KiB per CPU, 1..%d", o.buffer_kb,
-                                      kMaxCaptureBufferKb));
-  }
   absl::Status s = CaptureTrace(o);
   if (!s.ok()) {
     fmt::print(stderr, "activemm capture: {}\n", std::string(s.message()));
@@ -581,46 +845,41 @@ int Capture(const std::vector<char*>& args, int argc, char** argv) {
   return kExitOk;
 }
 
+// `help [COMMAND]`, `--help`, `-h`, `COMMAND --help`: on stdout, exit status 0.
+int Help(const ParsedCommandLine& cl) {
+  const CommandLine& grammar = Grammar();
+  std::string topic;
+  if (cl.command == "help" && !cl.args.empty()) {
+    topic = cl.args[0];
+  } else if (!cl.command.empty() && !(cl.command == "help" && !cl.help)) {
+    topic = cl.command;
+  }
+  if (topic.empty()) {
+    fmt::print("{}", grammar.Help());
+    return kExitOk;
+  }
+  const std::string text = grammar.CommandHelp(topic);
+  if (text.empty()) {
+    ParsedCommandLine general;  // the hint points at the command list
+    return UsageError(general, grammar.UnknownCommand(topic));
+  }
+  fmt::print("{}", text);
+  return kExitOk;
+}
+
 }  // namespace
 }  // namespace activemm
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(activemm::kUsage);
-  // --help lists the flags of this file (absl's default looks for a file named after the
-  // program), not Abseil's own.
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "vmm/main.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  // Flags are spelled with dashes on the command line (--lazy-tlb) and with underscores in
-  // absl (lazy_tlb): rewrite the few that have one before parsing.
-  std::vector<std::string> storage(argv, argv + argc);
-  std::vector<char*> argv2;
-  for (std::string& a : storage) {
-    for (const char* name : {"lazy-tlb", "buffer-kb"}) {
-      const std::string dashed = std::string("--") + name;
-      if (a == dashed || absl::StartsWith(a, dashed + "=")) {
-        a = "--" + absl::StrReplaceAll(name, {{"-", "_"}}) + a.substr(dashed.size());
-      }
-    }
-    argv2.push_back(a.data());
-  }
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv2.data());
-  if (args.size() < 2) return activemm::UsageError("no command given");
-  std::string cmd = args[1];
-  if (cmd == "capture") return activemm::Capture(args, argc, argv);
-  if (cmd == "__prime") return activemm::PrimeStep(args.size() > 2 ? args[2] : "");
-  const size_t max_args = cmd == "run" || cmd == "compare" || cmd == "replay" ? 3 : 2;
-  if (args.size() > max_args) {
-    return activemm::UsageError(absl::StrFormat("unexpected argument '%s'", args[max_args]));
-  }
-  if (cmd == "selftest") return activemm::Selftest();
-  if (cmd == "cost") return activemm::CostCommand();
-  if (cmd == "replay") return activemm::ReplayCommand(args.size() > 2 ? args[2] : "");
-  if (cmd == "run" || cmd == "compare" || cmd == "stress") {
-    return activemm::ScenarioCommand(cmd, args.size() > 2 ? args[2] : "");
-  }
-  return activemm::UsageError(absl::StrFormat("unknown command '%s'", cmd));
+  using activemm::ParsedCommandLine;
+  const ParsedCommandLine cl =
+      activemm::Grammar().Parse(std::vector<std::string>(argv + 1, argv + argc));
+  if (!cl.error.empty()) return activemm::UsageError(cl, cl.error);
+  if (cl.help || cl.command == "help") return activemm::Help(cl);
+  if (cl.command == "__prime") return activemm::PrimeStep(cl.args.empty() ? "" : cl.args[0]);
+  if (cl.command == "selftest") return activemm::Selftest(cl);
+  if (cl.command == "cost") return activemm::CostCommand(cl);
+  if (cl.command == "replay") return activemm::ReplayCommand(cl);
+  if (cl.command == "capture") return activemm::Capture(cl);
+  return activemm::ScenarioCommand(cl);  // run, compare, stress
 }

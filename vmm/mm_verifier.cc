@@ -339,7 +339,7 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
 
 std::vector<Violation> MmVerifier::Evaluate(const HostCheck& check, const ModelSnapshot& s) const {
   std::vector<Violation> out;
-  if (!check.AppliesTo(config_.lazy)) return out;
+  if (!check.AppliesTo(config_.lazy, config_.pcid)) return out;
   const std::string where = absl::StrFormat(
       "step %d (%s)", check.step_index,
       check.step_index >= 0 && check.step_index < static_cast<int>(scenario_.step_ops.size())

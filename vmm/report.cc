@@ -16,12 +16,6 @@
 namespace activemm {
 namespace {
 
-// The table columns: the counters a reader compares first.
-struct Column {
-  const char* header;
-  int counter;  // index into MmCounterNames()
-};
-
 int CounterIndex(const std::string& name) {
   const std::vector<std::string>& names = MmCounterNames();
   for (int i = 0; i < static_cast<int>(names.size()); ++i) {
@@ -30,32 +24,33 @@ int CounterIndex(const std::string& name) {
   return -1;
 }
 
-const std::vector<Column>& TableColumns() {
-  static const std::vector<Column> cols = {
-      {"switches", CounterIndex("context_switches")},
-      {"u->k", CounterIndex("switch_user_to_kernel")},
-      {"k->k", CounterIndex("switch_kernel_to_kernel")},
-      {"k->u", CounterIndex("switch_kernel_to_user")},
-      {"u->u", CounterIndex("switch_user_to_user")},
-      {"cr3", CounterIndex("cr3_writes")},
-      {"flush", CounterIndex("cr3_writes_flush")},
-      {"noflush", CounterIndex("cr3_writes_noflush")},
-      {"invlpg", CounterIndex("invlpg")},
-      {"lazy", CounterIndex("lazy_entries")},
-      {"grabs", CounterIndex("lazy_grabs")},
-      {"drops", CounterIndex("lazy_drops")},
-      {"ipis", CounterIndex("ipis_sent")},
-      {"ring3", CounterIndex("user_bursts")},
-  };
-  return cols;
-}
+// Up to this many CPUs the run table has a column per CPU; beyond, the totals only (the JSON
+// report has every CPU).
+constexpr size_t kMaxCpuColumns = 8;
 
-std::string Row(const std::string& label, const abi::MmCounters& c) {
-  std::string row = fmt::format("{:>6}", label);
-  for (const Column& col : TableColumns()) {
-    row += fmt::format(" {:>8}", CounterValue(c, col.counter));
+// The run table: a row per counter, named as scenarios and --json name it, and a column per
+// CPU and for the totals.
+std::string CounterTable(const ScenarioReport& r) {
+  const std::vector<std::string>& names = MmCounterNames();
+  size_t width = 0;
+  for (const std::string& n : names) width = std::max(width, n.size());
+  const bool per_cpu = r.cpus.size() <= kMaxCpuColumns;
+  std::string out = fmt::format("{:<{}}", "counter", width);
+  if (per_cpu) {
+    for (size_t c = 0; c < r.cpus.size(); ++c) out += fmt::format(" {:>8}", fmt::format("cpu {}", c));
   }
-  return row + "\n";
+  out += fmt::format(" {:>8}\n", "total");
+  for (int i = 0; i < static_cast<int>(names.size()); ++i) {
+    out += fmt::format("{:<{}}", names[i], width);
+    if (per_cpu) {
+      for (const abi::MmCounters& c : r.cpus) out += fmt::format(" {:>8}", CounterValue(c, i));
+    }
+    out += fmt::format(" {:>8}\n", CounterValue(r.totals, i));
+  }
+  if (!per_cpu) {
+    out += fmt::format("({} CPUs: totals only; --json has every CPU's counters)\n", r.cpus.size());
+  }
+  return out;
 }
 
 nlohmann::json CountersJson(const abi::MmCounters& c) {
@@ -77,9 +72,15 @@ std::string ShadowInterruptsNote(uint64_t n) {
 namespace {
 
 std::string Verdict(const ScenarioReport& r) {
-  std::string out = fmt::format("checks: {} passed, {} failed; violations: {}\n", r.checks_passed,
-                                r.checks_failed, r.violations.size());
-  for (const Violation& v : r.violations) out += fmt::format("  [{}] {}\n", v.rule, v.message);
+  std::string out =
+      fmt::format("expectations: {} passed, {} failed; invariant violations: {}\n",
+                  r.checks_passed, r.checks_failed, r.violations.size());
+  for (const Violation& v : r.failed_expectations) {
+    out += fmt::format("  failed expectation: {}\n", v.message);
+  }
+  for (const Violation& v : r.violations) {
+    out += fmt::format("  violation [{}] {}\n", v.rule, v.message);
+  }
   if (r.shadow_interrupts != 0) out += ShadowInterruptsNote(r.shadow_interrupts);
   if (r.run.outcome != Outcome::kCompleted && r.violations.empty()) {
     out += fmt::format("run ended: {}\n{}\n", OutcomeName(r.run.outcome), r.run.report);
@@ -96,11 +97,7 @@ std::string FormatRunReport(const ScenarioReport& r, const KvmHost& host) {
       "activemm run: scenario '{}', {} CPUs, lazy TLB {}, PCID {} ({} ASIDs)\nhost: {}\n",
       r.scenario, r.cpus.size(), LazyModeName(r.lazy), PcidModeName(r.pcid), r.asids,
       host.Summary());
-  out += fmt::format("{:>6}", "cpu");
-  for (const Column& col : TableColumns()) out += fmt::format(" {:>8}", col.header);
-  out += "\n";
-  for (size_t c = 0; c < r.cpus.size(); ++c) out += Row(std::to_string(c), r.cpus[c]);
-  out += Row("total", r.totals);
+  out += CounterTable(r);
   out += fmt::format("steps: {}/{} executed in {:.2f} s\n", r.steps_done, r.steps_total,
                      r.run.seconds);
   if (!r.mms.empty()) {
@@ -171,11 +168,18 @@ std::vector<CompareGroup> GroupByPcid(const std::vector<ScenarioReport>& reports
   return groups;
 }
 
+// What a lazy mode saves against lazy TLB off: "1 (17%)", or where it does more, "costs 2" (a
+// bare negative in a column headed "saves" reads as a typo).
 std::string Saved(int64_t mode, int64_t off) {
-  if (off > 0) {
-    return fmt::format("{} ({:.0f}%)", off - mode, 100.0 * static_cast<double>(off - mode) / off);
+  const int64_t saved = off - mode;
+  if (saved == 0) return off > 0 ? "0 (0%)" : "";
+  if (saved > 0) {
+    return fmt::format("{} ({:.0f}%)", saved, 100.0 * static_cast<double>(saved) / off);
   }
-  return mode != off ? fmt::format("{}", off - mode) : "";
+  if (off > 0) {
+    return fmt::format("costs {} (+{:.0f}%)", -saved, 100.0 * static_cast<double>(-saved) / off);
+  }
+  return fmt::format("costs {}", -saved);
 }
 
 int64_t Total(const ScenarioReport* r, int counter) {
@@ -191,7 +195,7 @@ std::string FormatComparison(const std::vector<ScenarioReport>& reports, const K
       fmt::format("activemm compare: scenario '{}', {} CPUs, {} ASIDs\nhost: {}\n",
                   reports[0].scenario, reports[0].cpus.size(), reports[0].asids, host.Summary());
   // Per PCID mode: lazy on, shootdown, off, and what on saves against off.
-  constexpr int kNum = 9, kSaved = 12;
+  constexpr int kNum = 9, kSaved = 16;
   std::string head1 = fmt::format("{:<30}", ""), head2 = fmt::format("{:<30}", "totals");
   for (const CompareGroup& g : groups) {
     head1 += fmt::format(" | {:<{}}", fmt::format("PCID {}", PcidModeName(g.pcid)),
@@ -239,6 +243,10 @@ nlohmann::json RunJson(const ScenarioReport& r) {
     j["cpus"].push_back(cpu);
   }
   j["checks"] = {{"passed", r.checks_passed}, {"failed", r.checks_failed}};
+  j["failed_expectations"] = nlohmann::json::array();
+  for (const Violation& v : r.failed_expectations) {
+    j["failed_expectations"].push_back({{"message", v.message}, {"step", v.step_index}});
+  }
   j["violations"] = nlohmann::json::array();
   for (const Violation& v : r.violations) {
     j["violations"].push_back({{"rule", v.rule}, {"message", v.message}, {"step", v.step_index}});

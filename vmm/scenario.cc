@@ -149,6 +149,63 @@ absl::StatusOr<std::optional<bool>> OptionalBool(const json& object, const char*
   return std::optional<bool>(it->get<bool>());
 }
 
+// A check's mode filter: `field` ("lazy_tlb" or "pcid") holds true, false, a mode name or a
+// list of mode names; absent means every mode. `names` maps each name to its mode bits, and
+// true / false to the bits they stand for.
+absl::StatusOr<uint32_t> ModeFilter(const json& object, const char* field,
+                                    const std::vector<std::pair<std::string, uint32_t>>& names,
+                                    uint32_t every, uint32_t if_true, uint32_t if_false) {
+  auto it = object.find(field);
+  if (it == object.end()) return every;
+  if (it->is_boolean()) return it->get<bool>() ? if_true : if_false;
+  std::vector<std::string> choices;
+  for (const auto& [name, bits] : names) choices.push_back(Quote(name));
+  const std::string expected =
+      absl::StrFormat("true, false, one of %s, or a list of them", absl::StrJoin(choices, ", "));
+  auto lookup = [&](const json& v) -> absl::StatusOr<uint32_t> {
+    if (v.is_string()) {
+      for (const auto& [name, bits] : names) {
+        if (v.get<std::string>() == name) return bits;
+      }
+    }
+    return Invalid(
+        absl::StrFormat("field '%s' must be %s, got %s", field, expected, Describe(v)));
+  };
+  if (!it->is_array()) return lookup(*it);
+  if (it->empty()) {
+    return Invalid(absl::StrFormat("field '%s' is an empty list: the step would apply in no mode",
+                                   field));
+  }
+  uint32_t bits = 0;
+  for (const json& v : *it) {
+    SCENARIO_ASSIGN_OR_RETURN(uint32_t b, lookup(v));
+    bits |= b;
+  }
+  return bits;
+}
+
+// "lazy_tlb": true is lazy TLB on (not shootdown, whose lazy users hold no reference), false
+// off.
+absl::StatusOr<uint32_t> LazyModeFilter(const json& step) {
+  static const std::vector<std::pair<std::string, uint32_t>> kNames = {
+      {"on", ModeBit(abi::LazyMode::kOn)},
+      {"shootdown", ModeBit(abi::LazyMode::kShootdown)},
+      {"off", ModeBit(abi::LazyMode::kOff)}};
+  return ModeFilter(step, "lazy_tlb", kNames, kEveryLazyMode, ModeBit(abi::LazyMode::kOn),
+                    ModeBit(abi::LazyMode::kOff));
+}
+
+// "pcid": true is PCIDs in use (real or modeled: both make the same decisions), false none.
+absl::StatusOr<uint32_t> PcidModeFilter(const json& step) {
+  constexpr uint32_t kWithPcid =
+      ModeBit(abi::PcidMode::kHardware) | ModeBit(abi::PcidMode::kModeled);
+  static const std::vector<std::pair<std::string, uint32_t>> kNames = {
+      {"hardware", ModeBit(abi::PcidMode::kHardware)},
+      {"modeled", ModeBit(abi::PcidMode::kModeled)},
+      {"off", ModeBit(abi::PcidMode::kOff)}};
+  return ModeFilter(step, "pcid", kNames, kEveryPcidMode, kWithPcid, ModeBit(abi::PcidMode::kOff));
+}
+
 absl::StatusOr<std::optional<std::string>> OptionalName(const json& object, const char* field) {
   auto it = object.find(field);
   if (it == object.end()) return std::optional<std::string>();
@@ -661,7 +718,8 @@ class Compiler {
   absl::Status Check(const json& step) {
     SCENARIO_RETURN_IF_ERROR(CheckFields(
         step,
-        {"op", "mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb"},
+        {"op", "mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb",
+         "pcid"},
         "check"));
     HostCheck check;
     check.kind = HostCheck::Kind::kCheck;
@@ -678,6 +736,12 @@ class Compiler {
       SCENARIO_ASSIGN_OR_RETURN(check.mm_slot, FindMm(*mm_name));
     } else {
       SCENARIO_ASSIGN_OR_RETURN(check.task, FindTask(*task_name));
+      // An exited task has no active_mm to check: refused here rather than failed at run time.
+      if (!tasks_[*check.task].alive) {
+        return Invalid(absl::StrFormat(
+            "task %s has exited: it has no active_mm to check (name its mm with \"mm\")",
+            Quote(*task_name)));
+      }
     }
     constexpr int64_t kMaxRef = std::numeric_limits<int32_t>::max();
     SCENARIO_ASSIGN_OR_RETURN(check.mm_users, OptionalInt(step, "mm_users", 0, kMaxRef));
@@ -689,7 +753,8 @@ class Compiler {
     }
     SCENARIO_ASSIGN_OR_RETURN(check.loaded_on, OptionalCpuList(step, "loaded_on"));
     SCENARIO_ASSIGN_OR_RETURN(check.lazy_on, OptionalCpuList(step, "lazy_on"));
-    SCENARIO_ASSIGN_OR_RETURN(check.only_lazy_tlb, OptionalBool(step, "lazy_tlb"));
+    SCENARIO_ASSIGN_OR_RETURN(check.lazy_modes, LazyModeFilter(step));
+    SCENARIO_ASSIGN_OR_RETURN(check.pcid_modes, PcidModeFilter(step));
     AddVerify(std::move(check), index_);
     return absl::OkStatus();
   }
@@ -700,7 +765,7 @@ class Compiler {
     check.step_index = index_;
     const std::vector<std::string>& names = MmCounterNames();
     for (const auto& [key, value] : step.items()) {
-      if (key == "op" || key == "cpu" || key == "lazy_tlb") continue;
+      if (key == "op" || key == "cpu" || key == "lazy_tlb" || key == "pcid") continue;
       if (std::find(names.begin(), names.end(), key) == names.end()) {
         return Invalid(absl::StrFormat("unknown counter %s (counters: %s)", Quote(key),
                                        absl::StrJoin(names, ", ")));
@@ -712,7 +777,8 @@ class Compiler {
       check.counters[key] = value.get<uint64_t>();
     }
     SCENARIO_ASSIGN_OR_RETURN(check.cpu, OptionalCpu(step, "cpu"));
-    SCENARIO_ASSIGN_OR_RETURN(check.only_lazy_tlb, OptionalBool(step, "lazy_tlb"));
+    SCENARIO_ASSIGN_OR_RETURN(check.lazy_modes, LazyModeFilter(step));
+    SCENARIO_ASSIGN_OR_RETURN(check.pcid_modes, PcidModeFilter(step));
     AddVerify(std::move(check), index_);
     return absl::OkStatus();
   }
@@ -837,9 +903,12 @@ class Compiler {
     }
     bool negative = !value.is_number_unsigned() && value.get<int64_t>() < 0;
     if (negative || value.get<uint64_t>() >= static_cast<uint64_t>(out_.cpus)) {
-      return Invalid(
-          absl::StrFormat("%s: CPU %s is out of range: the scenario has %d CPU%s (0..%d)", what,
-                          value.dump(), out_.cpus, out_.cpus == 1 ? "" : "s", out_.cpus - 1));
+      return Invalid(absl::StrFormat(
+          "%s: CPU %s is out of range: the %s has %d CPU%s (0..%d%s)", what, value.dump(),
+          options_.cpus ? "run" : "scenario", out_.cpus, out_.cpus == 1 ? "" : "s",
+          out_.cpus - 1,
+          options_.cpus ? absl::StrFormat("; --cpus %d overrides the file's \"cpus\"", out_.cpus)
+                        : ""));
     }
     return static_cast<int>(value.get<uint64_t>());
   }
@@ -1012,8 +1081,14 @@ const char* DefaultScenarioJson() {
   // a lazy reference on A) and A comes back without a CR3 write. B exits on CPU 1: exit_mm
   // takes a lazy reference, and the flush of B's freed page tables makes the lazy CPU leave B
   // for init_mm (leave_mm), so B is no longer loaded anywhere but outlives its users, held by
-  // the idle task that borrows it, until a user task runs on CPU 1. Mode-dependent
-  // expectations carry "lazy_tlb"; the others hold in both modes.
+  // the idle task that borrows it, until a user task runs on CPU 1. Expectations that depend
+  // on the mode carry "lazy_tlb" and "pcid"; the others hold in every mode:
+  // - shootdown (MMU_LAZY_TLB_SHOOTDOWN) switches as lazy TLB on does, but the lazy users hold
+  //   no reference: A's count stays 1 while K borrows it, and B is freed at its exit (the
+  //   final mmdrop's cleanup_lazy_tlbs moves idle/1 off it; CPU 1 already left it by leave_mm).
+  // - CPU 0's CR3 writes: A's first load flushes (a new ASID); lazy TLB off adds the loads of
+  //   init_mm (for K) and of A again, which keep the TLB with PCIDs (ASID 0, and ASID 1 still
+  //   at A's tlb_gen) and flush without (choose_new_asid: ASID 0, need_flush).
   return R"json({
   "version": 1,
   "name": "default: lazy TLB borrowing",
@@ -1030,6 +1105,8 @@ const char* DefaultScenarioJson() {
     {"op": "check", "mm": "A", "mm_users": 2},
     {"op": "check", "mm": "A", "lazy_tlb": true, "mm_count": 2, "loaded_on": [0, 1],
      "lazy_on": [0]},
+    {"op": "check", "mm": "A", "lazy_tlb": "shootdown", "mm_count": 1, "loaded_on": [0, 1],
+     "lazy_on": [0]},
     {"op": "check", "mm": "A", "lazy_tlb": false, "mm_count": 1, "loaded_on": [1],
      "lazy_on": []},
     {"op": "run", "cpu": 0, "task": "A"},
@@ -1039,13 +1116,19 @@ const char* DefaultScenarioJson() {
     {"op": "exit", "task": "B"},
     {"op": "check", "mm": "B", "lazy_tlb": true, "mm_users": 0, "mm_count": 1, "freed": false,
      "loaded_on": []},
-    {"op": "check", "mm": "B", "lazy_tlb": false, "freed": true, "loaded_on": []},
+    {"op": "check", "mm": "B", "lazy_tlb": ["shootdown", "off"], "freed": true,
+     "loaded_on": []},
     {"op": "run", "cpu": 1, "task": "A1"},
     {"op": "check", "mm": "B", "freed": true},
     {"op": "check", "mm": "A", "mm_users": 2, "mm_count": 1, "loaded_on": [0, 1],
      "lazy_on": []},
-    {"op": "counters", "cpu": 0, "lazy_tlb": true, "context_switches": 3, "cr3_writes": 1},
+    {"op": "counters", "cpu": 0, "lazy_tlb": ["on", "shootdown"], "context_switches": 3,
+     "cr3_writes": 1, "cr3_writes_flush": 1, "cr3_writes_noflush": 0},
     {"op": "counters", "cpu": 0, "lazy_tlb": false, "context_switches": 3, "cr3_writes": 3},
+    {"op": "counters", "cpu": 0, "lazy_tlb": false, "pcid": true, "cr3_writes_flush": 1,
+     "cr3_writes_noflush": 2},
+    {"op": "counters", "cpu": 0, "lazy_tlb": false, "pcid": false, "cr3_writes_flush": 3,
+     "cr3_writes_noflush": 0},
     {"op": "checkpoint"}
   ]
 })json";

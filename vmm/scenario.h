@@ -28,13 +28,25 @@ abi::Step ModelStep(abi::StepOp op, int cpu, int32_t task, uint32_t index, bool 
 // flush_tlb_mm_range), "?" for an unknown value.
 const char* StepOpName(uint32_t op);
 
+// A mode's bit in HostCheck's mode sets.
+constexpr uint32_t ModeBit(abi::LazyMode m) { return 1u << static_cast<uint32_t>(m); }
+constexpr uint32_t ModeBit(abi::PcidMode m) { return 1u << static_cast<uint32_t>(m); }
+constexpr uint32_t kEveryLazyMode = ModeBit(abi::LazyMode::kOn) |
+                                    ModeBit(abi::LazyMode::kShootdown) |
+                                    ModeBit(abi::LazyMode::kOff);
+constexpr uint32_t kEveryPcidMode = ModeBit(abi::PcidMode::kHardware) |
+                                    ModeBit(abi::PcidMode::kModeled) | ModeBit(abi::PcidMode::kOff);
+
 // One host verification point: a `check`, `counters` or `checkpoint` step of the file, or the
 // final verification the compiler appends.
 struct HostCheck {
   enum class Kind { kCheck, kCounters, kCheckpoint, kFinal };
   Kind kind = Kind::kCheckpoint;
   int step_index = -1;                // index in the file's steps (-1 for kFinal)
-  std::optional<bool> only_lazy_tlb;  // "lazy_tlb": the check applies only in that mode
+  // The modes the check holds in ("lazy_tlb" and "pcid" filters): bit ModeBit(mode) is set
+  // for every mode it applies to; every mode by default.
+  uint32_t lazy_modes = kEveryLazyMode;
+  uint32_t pcid_modes = kEveryPcidMode;
 
   // kCheck: exactly one of mm_slot / task is set.
   std::optional<int32_t> mm_slot;  // "mm": a slot number (see CompiledScenario::mm_names)
@@ -49,11 +61,9 @@ struct HostCheck {
   std::optional<int> cpu;
   std::map<std::string, uint64_t> counters;
 
-  // Whether this check applies to a run in `mode`: "lazy_tlb": true is lazy TLB on only,
-  // false is off only; unfiltered checks apply to every mode, shootdown included.
-  bool AppliesTo(abi::LazyMode mode) const {
-    if (!only_lazy_tlb.has_value()) return true;
-    return *only_lazy_tlb ? mode == abi::LazyMode::kOn : mode == abi::LazyMode::kOff;
+  // Whether this check applies to a run in these modes.
+  bool AppliesTo(abi::LazyMode lazy, abi::PcidMode pcid) const {
+    return (lazy_modes & ModeBit(lazy)) != 0 && (pcid_modes & ModeBit(pcid)) != 0;
   }
 };
 

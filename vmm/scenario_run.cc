@@ -192,13 +192,14 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
       const HostCheck& check = sc.checks[v.check];
       step = check.step_index;
       if ((check.kind == HostCheck::Kind::kCheck || check.kind == HostCheck::Kind::kCounters) &&
-          check.AppliesTo(o.lazy)) {
+          check.AppliesTo(o.lazy, o.pcid)) {
         std::vector<Violation> failed = verifier->Evaluate(check, *snap);
         if (failed.empty()) {
           ++report.checks_passed;
         } else {
           ++report.checks_failed;
-          report.violations.insert(report.violations.end(), failed.begin(), failed.end());
+          report.failed_expectations.insert(report.failed_expectations.end(), failed.begin(),
+                                            failed.end());
         }
       }
     }

@@ -44,9 +44,14 @@ struct ScenarioReport {
   uint32_t asids = abi::kDefaultAsids;
   std::vector<abi::MmCounters> cpus;
   abi::MmCounters totals{};
+  // The scenario's expectations (`check` and `counters` steps that apply in this run's modes):
+  // how many held, how many did not, and each value that differed ("CPU 0 cr3_writes is 3,
+  // expected 2"). Apart from the invariants: a failed expectation says the scenario's author
+  // and the emulator disagree, a violation that the emulated kernel broke a rule.
   int checks_passed = 0;
   int checks_failed = 0;
-  std::vector<Violation> violations;  // invariant violations and failed checks
+  std::vector<Violation> failed_expectations;
+  std::vector<Violation> violations;  // invariants the verifier found broken
   std::vector<MmReport> mms;
   RunResult run;  // how the guest run ended
   int steps_done = 0;
@@ -59,7 +64,8 @@ struct ScenarioReport {
 
   // Exit status 0 only when the run completed, every check passed and nothing was violated.
   bool ok() const {
-    return run.outcome == Outcome::kCompleted && checks_failed == 0 && violations.empty();
+    return run.outcome == Outcome::kCompleted && checks_failed == 0 && violations.empty() &&
+           failed_expectations.empty();
   }
 };
 

@@ -25,7 +25,9 @@ for tool in dpkg-deb apt-get depmod gzip; do
   command -v "$tool" >/dev/null || die "$tool is missing (run scripts/setup.sh --nested)"
 done
 busybox=/bin/busybox
-[[ -x $busybox ]] && "$busybox" --list 2>/dev/null | grep -qx insmod ||
+# grep reads the whole list (no -q): with pipefail, a grep that quits at the first match can
+# kill busybox with SIGPIPE and fail the pipeline though insmod is there.
+[[ -x $busybox ]] && "$busybox" --list 2>/dev/null | grep -x insmod >/dev/null ||
   die "$busybox (Debian package busybox-static) is missing (run scripts/setup.sh --nested)"
 
 # The kernel package: the one linux-image-amd64 depends on, unless the caller names one.

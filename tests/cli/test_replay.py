@@ -35,8 +35,8 @@ def needs_make_trace():
 
 
 def error_lines(stderr):
-    """The lines of an error report that are not the usage hint."""
-    return [l for l in stderr.splitlines() if l and l != "(activemm --help for usage)"]
+    """The lines of an error report that are not the hint to the help."""
+    return [l for l in stderr.splitlines() if l and not l.startswith("Run 'activemm help")]
 
 
 def sched_switch_lines(trace_text):
@@ -85,6 +85,7 @@ def test_no_folder_is_a_usage_error():
     assert r.returncode == EXIT_USAGE, r.stderr
     assert error_lines(r.stderr) == [
         "activemm: replay: no trace folder given (activemm replay DIR)"], r.stderr
+    assert r.stderr.splitlines()[-1] == "Run 'activemm help replay' for its usage and flags."
     assert r.stdout == ""
 
 
@@ -97,6 +98,8 @@ def test_a_bad_folder_is_named_and_nothing_is_written(tmp_path, kind):
     lines = error_lines(r.stderr)
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("activemm: " + message), r.stderr
+    # The folder's fault, not the command line's: no hint to the help.
+    assert r.stderr.splitlines() == lines, r.stderr
     assert r.stdout == ""
     for path in outs.values():
         assert not path.exists(), path

@@ -26,8 +26,9 @@ from pytest_helpers import MODEL_OP_FIELDS, PYTHON  # noqa: E402
 # The fields each op may carry (docs/scenarios.md); anything else is an error in the tool.
 OP_FIELDS = {
     **MODEL_OP_FIELDS,
-    "check": {"mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb"},
-    "counters": {"cpu", "lazy_tlb"} | set(lib.COUNTER_NAMES),
+    "check": {"mm", "task", "mm_users", "mm_count", "freed", "loaded_on", "lazy_on", "lazy_tlb",
+              "pcid"},
+    "counters": {"cpu", "lazy_tlb", "pcid"} | set(lib.COUNTER_NAMES),
     "checkpoint": set(),
     "parallel": {"steps"},
 }
@@ -86,6 +87,12 @@ def one_step(build):
      {"op": "check", "mm": "init_mm", "loaded_on": [1], "lazy_on": [], "lazy_tlb": False}),
     (lambda s: s.counters(cpu=1, lazy_tlb=False, cr3_writes=4),
      {"op": "counters", "cpu": 1, "lazy_tlb": False, "cr3_writes": 4}),
+    (lambda s: s.check("A", mm_count=1, lazy_tlb="shootdown", pcid=True),
+     {"op": "check", "mm": "A", "mm_count": 1, "lazy_tlb": "shootdown", "pcid": True}),
+    (lambda s: s.counters(lazy_tlb=("on", "shootdown"), pcid=["hardware", "modeled"],
+                          cr3_writes=2),
+     {"op": "counters", "lazy_tlb": ["on", "shootdown"], "pcid": ["hardware", "modeled"],
+      "cr3_writes": 2}),
     (lambda s: s.counters(user_bursts=0, context_switches=7),
      {"op": "counters", "context_switches": 7, "user_bursts": 0}),
     (lambda s: s.counters(**{name: i for i, name in enumerate(lib.COUNTER_NAMES)}),
@@ -202,6 +209,8 @@ def test_parallel_validation(lists, message):
     (lambda: Scenario("x", cpus="2"), "cpus must be an integer"),
     (lambda: Scenario("x", cpus=True), "cpus must be an integer"),
     (lambda: Scenario("x", cpus=1, lazy_tlb="on"), "lazy_tlb must be true or false"),
+    (lambda: Scenario("x", cpus=2).check("A", lazy_tlb=["on", "often"]),
+     r"step 0 \(check\): lazy_tlb: unknown mode 'often'"),
     (lambda: Scenario("x", cpus=2).run(2, "A"),
      r"step 0 \(run\): cpu must be a CPU number between 0 and 1 \(the scenario has 2 CPUs\), "
      "got 2"),
@@ -233,7 +242,16 @@ def test_parallel_validation(lists, message):
      r"lazy_on \[1\] must be a subset of loaded_on \[0\]"),
     (lambda: Scenario("x", cpus=2).check("A", lazy_on=[0], lazy_tlb=False),
      "without lazy TLB no CPU is ever lazy"),
-    (lambda: Scenario("x", cpus=2).check("A", lazy_tlb=1), "lazy_tlb must be true or false"),
+    (lambda: Scenario("x", cpus=2).check("A", lazy_tlb=1),
+     r"step 0 \(check\): lazy_tlb must be True, False, one of on, shootdown, off or a non-empty "
+     "list of them, got 1"),
+    (lambda: Scenario("x", cpus=2).check("A", lazy_tlb=[]), "non-empty list"),
+    (lambda: Scenario("x", cpus=2).check("A", lazy_on=[0], lazy_tlb="off"),
+     "without lazy TLB no CPU is ever lazy"),
+    (lambda: Scenario("x", cpus=2).check("A", pcid="real"),
+     r"pcid: unknown mode 'real' \(modes: hardware, modeled, off\)"),
+    (lambda: Scenario("x", cpus=2).counters(pcid=["off", 1], cr3_writes=1),
+     "pcid: unknown mode 1"),
     (lambda: Scenario("x", cpus=2).check("init_mm", mm_count=1),
      "init_mm's reference counts are not modeled"),
     (lambda: Scenario("x", cpus=2).counters(cr3_write=1),
@@ -244,7 +262,7 @@ def test_parallel_validation(lists, message):
     (lambda: Scenario("x", cpus=2).counters(cr3_writes=True), "counter cr3_writes must be"),
     (lambda: Scenario("x", cpus=2).counters(cpu=0), "no counters given"),
     (lambda: Scenario("x", cpus=2).counters(lazy_tlb="yes", cr3_writes=1),
-     "lazy_tlb must be true or false"),
+     r"lazy_tlb: unknown mode 'yes' \(modes: on, shootdown, off\)"),
     (lambda: Scenario("empty", cpus=2).to_dict(), "scenario 'empty' has no steps"),
     (lambda: Scenario("empty", cpus=2).to_json(), "has no steps"),
 ])
@@ -347,8 +365,22 @@ def test_the_required_scenarios_exist():
     assert set(REQUIRED_SCENARIOS) <= names
 
 
-def applies(step, lazy):
-    return step.get("lazy_tlb", lazy) == lazy
+LAZY_MODES = ("on", "shootdown", "off")
+PCID_MODES = ("hardware", "modeled", "off")
+
+
+def modes_of(value, modes, if_true, if_false):
+    """The modes a filter value names (docs/scenarios.md, "Mode filters")."""
+    if value is None:
+        return set(modes)
+    if isinstance(value, bool):
+        return if_true if value else if_false
+    return {value} if isinstance(value, str) else set(value)
+
+
+def applies(step, lazy, pcid):
+    return (lazy in modes_of(step.get("lazy_tlb"), LAZY_MODES, {"on"}, {"off"}) and
+            pcid in modes_of(step.get("pcid"), PCID_MODES, {"hardware", "modeled"}, {"off"}))
 
 
 @pytest.mark.parametrize("path", SCENARIO_FILES, ids=os.path.basename)
@@ -371,10 +403,16 @@ def test_canned_scenario_prints_valid_json(path):
         if "cpu" in step:
             assert 0 <= step["cpu"] < doc["cpus"], (i, step)
     assert any(s["op"] == "check" for s in steps)
-    # Expectations for both modes: checks and counters that apply with lazy TLB on and off.
-    for lazy in (True, False):
-        assert any(s["op"] == "check" and applies(s, lazy) for s in steps), lazy
-        assert any(s["op"] == "counters" and applies(s, lazy) for s in steps), lazy
+    # Expectations for every mode `compare` runs: checks and counters that apply in each.
+    for lazy in LAZY_MODES:
+        for pcid in PCID_MODES:
+            assert any(s["op"] == "check" and applies(s, lazy, pcid) for s in steps), (lazy, pcid)
+            assert any(s["op"] == "counters" and applies(s, lazy, pcid) for s in steps), \
+                (lazy, pcid)
+            # Every run states its CR3 writes split into flushing and TLB-preserving.
+            split = {"cr3_writes_flush", "cr3_writes_noflush"}
+            assert any(s["op"] == "counters" and applies(s, lazy, pcid) and split <= set(s)
+                       for s in steps), (lazy, pcid)
     # Writing the same scenario twice gives the same text.
     again = subprocess.run([PYTHON, path], capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL)

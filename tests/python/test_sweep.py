@@ -1,10 +1,11 @@
-"""scripts/sweep.py, the parameter sweeps: CSV, plots, progress and errors.
+"""scripts/sweep.py, the parameter sweeps: CSV, plots, --plot-only, progress and errors.
 
-CTest runs this file as the `sweep` test (label kvm) with ACTIVEMM_BIN set to the built
-binary: `sweep.py --quick` then runs every quick point on the real tool. Without ACTIVEMM_BIN
-(the plain `python` test) those tests skip; where /dev/kvm is unusable they skip too, unless
-ACTIVEMM_REQUIRE_KVM=1. The tests with a stand-in activemm (a small Python script that writes
-a report) need neither.
+CTest runs this file as two tests (tests/CMakeLists.txt), both with ACTIVEMM_BIN set to the
+built binary: `sweep_kvm` (label kvm) runs `sweep.py --quick` on every quick point of the real
+tool; where /dev/kvm is unusable those tests skip, unless ACTIVEMM_REQUIRE_KVM=1, and without
+ACTIVEMM_BIN they skip too. `sweep` (label host) runs the rest, which need neither: the tests
+with a stand-in activemm (a small Python script that writes a report), --plot-only, and the
+readability of the figures drawn from docs/sweep/sweep.csv (the data of the last real sweep).
 
 Run with Debian's interpreter: /usr/bin/python3 -m pytest -q tests/python/test_sweep.py
 """
@@ -13,6 +14,7 @@ import csv
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -35,6 +37,7 @@ from pytest_helpers import PYTHON, kvm  # noqa: E402
 
 EXPECTED_COLUMNS = list(sweep.BASE_COLUMNS) + list(COUNTER_NAMES)
 PLOTS = ["kthread_share.png", "processes_per_cpu.png", "ipis_vs_cpus.png"]
+DOCS_CSV = os.path.join(ROOT, "docs", "sweep", "sweep.csv")  # the last real sweep
 
 
 def quick_runs():
@@ -215,6 +218,170 @@ def test_plots_from_synthetic_rows(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(["sweep.csv"] + PLOTS)  # no temporary left
     for plot in PLOTS:
         check_png(tmp_path / plot)
+
+
+# ---- --plot-only: the plots again from a CSV, without running anything -------------------------
+
+def test_plot_only_redraws_the_plots_from_a_csv(tmp_path):
+    out_dir = tmp_path / "plots"
+    # No binary is needed: --activemm names one that does not exist.
+    r = run_sweep("--plot-only", DOCS_CSV, "--out", str(out_dir),
+                  "--activemm", str(tmp_path / "nope"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout == (f"sweep: redrew {', '.join(PLOTS)} in {out_dir} from {DOCS_CSV}\n")
+    assert sorted(os.listdir(out_dir)) == sorted(PLOTS)  # no CSV written, no temporary left
+    for plot in PLOTS:
+        check_png(out_dir / plot)
+
+
+def test_plot_only_writes_beside_the_csv_and_leaves_it_alone(tmp_path):
+    csv_path = tmp_path / "sweep.csv"
+    shutil.copy(DOCS_CSV, csv_path)
+    before = csv_path.read_bytes()
+    r = run_sweep("--plot-only", str(csv_path), "--family", sweep_gen.IPIS_VS_CPUS)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["ipis_vs_cpus.png", "sweep.csv"]
+    assert csv_path.read_bytes() == before
+    check_png(tmp_path / "ipis_vs_cpus.png")
+
+
+def test_plot_only_of_a_quick_sweep_reads_out_dir_and_uses_the_quick_sizes(fake_bin, tmp_path):
+    out_dir = tmp_path / "out"
+    r = run_sweep("--quick", "--out", str(out_dir), "--activemm", fake_bin)
+    assert r.returncode == 0, r.stderr
+    for plot in PLOTS:
+        (out_dir / plot).unlink()
+    r = run_sweep("--plot-only", "--out", str(out_dir))  # CSV: OUT/sweep.csv
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith(f"from {out_dir / 'sweep.csv'} (--quick sizes)")
+    assert sorted(os.listdir(out_dir)) == sorted(PLOTS + ["sweep.csv"])
+
+
+def test_plot_only_names_a_missing_or_foreign_csv(tmp_path):
+    r = run_sweep("--plot-only", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "cannot read" in r.stderr and "none.csv" in r.stderr
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n", encoding="utf-8")
+    r = run_sweep("--plot-only", str(other), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "is not a sweep.csv" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+# ---- the plots can be read on their own ---------------------------------------------------------
+
+def test_coincidence():
+    xs = [1, 2, 3]
+    assert sweep.coincidence(xs, [1, 2, 3], [1, 2, 3]).kind == "identical"
+    c = sweep.coincidence(xs, [100, 200, 300], [100, 198, 300])
+    assert (c.kind, c.equal_at, c.max_diff, c.max_at) == ("close", [1, 3], 2, 2)
+    c = sweep.coincidence(xs, [0, 50, 100], [0, 80, 160])
+    assert (c.kind, c.equal_at) == ("touch", [1])
+    assert sweep.coincidence(xs, [1, 2, 3], [5, 6, 7]).kind is None
+    assert sweep.coincidence(xs, [0.1, 0.2, 0.3], [0.1, 0.2, 0.3]).kind == "identical"
+
+
+def _figures(rows):
+    plt = sweep.import_pyplot()
+    return plt, {fam.plot: sweep.PLOTTERS[fam.name](plt, rows, False)
+                 for fam in sweep.FAMILIES.values()}
+
+
+@pytest.fixture(scope="module")
+def docs_figures():
+    """The figures of docs/sweep/, drawn from docs/sweep/sweep.csv."""
+    rows, _ = sweep.read_csv(DOCS_CSV)
+    plt, figs = _figures(rows)
+    for fig in figs.values():
+        fig.canvas.draw()  # lays the figure out: the text positions are final
+    yield figs
+    for fig in figs.values():
+        plt.close(fig)
+
+
+def _texts(fig):
+    import matplotlib.text
+    return [t for t in fig.findobj(matplotlib.text.Text)
+            if t.get_visible() and t.get_text().strip()]
+
+
+def _words(fig):
+    """All the text of a figure, with the line breaks of the wrapped notes undone."""
+    return " ".join(" ".join(t.get_text().split()) for t in _texts(fig))
+
+
+def _panels(fig):
+    return [ax for ax in fig.axes if ax.axison]
+
+
+@pytest.mark.parametrize("plot", PLOTS)
+def test_every_panel_has_a_title_axis_labels_and_a_legend(docs_figures, plot):
+    fig = docs_figures[plot]
+    assert fig._suptitle is not None and fig._suptitle.get_text()
+    assert len(_panels(fig)) >= 2
+    for ax in _panels(fig):
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+        legend = ax.get_legend()
+        assert legend is not None and legend.get_texts(), ax.get_title()
+
+
+@pytest.mark.parametrize("plot", PLOTS)
+def test_no_rotated_tiny_or_grey_text(docs_figures, plot):
+    import matplotlib.colors
+    fig = docs_figures[plot]
+    ylabels = {id(ax.yaxis.label) for ax in fig.axes}
+    for text in _texts(fig):
+        assert text.get_fontsize() >= 8, text.get_text()
+        if id(text) in ylabels:
+            continue  # the y axis labels read upwards, as usual
+        assert text.get_rotation() == 0, text.get_text()
+        r, g, b = matplotlib.colors.to_rgb(text.get_color())
+        assert not (r == g == b and r > 0.3), text.get_text()
+
+
+@pytest.mark.parametrize("plot", PLOTS)
+def test_notes_do_not_cover_the_panels(docs_figures, plot):
+    fig = docs_figures[plot]
+    renderer = fig.canvas.get_renderer()
+    notes = [t for ax in fig.axes if not ax.axison for t in ax.texts]
+    assert notes
+    for note in notes:
+        box = note.get_bbox_patch().get_window_extent(renderer)
+        for ax in _panels(fig):
+            assert not box.overlaps(ax.get_window_extent(renderer)), note.get_text()
+
+
+def test_the_notes_say_what_the_lines_hide(docs_figures):
+    ipis = _words(docs_figures["ipis_vs_cpus.png"])
+    assert ("Lazy TLB on and off nearly coincide: at most 4 IPIs apart (299 on, 295 off at "
+            "15 CPUs)") in ipis
+    assert "Every run makes 70 shootdowns" in ipis
+    assert "Lazy TLB off: 0 at every point" in ipis
+    processes = _words(docs_figures["processes_per_cpu.png"])
+    assert "init_mm at every switch to the kworker or idle (768 init_mm loads per run)" in processes
+    assert processes.count("No CR3 load keeps the TLB: 0 at every point") == 2  # PCID off
+    assert "only 4 CR3 loads per run" in processes
+    kthread = _words(docs_figures["kthread_share.png"])
+    assert "Lazy TLB on and off are equal at 0 % (1600 CR3 writes)" in kthread
+
+
+def test_the_coincidence_notes_follow_the_data():
+    rows, _ = sweep.read_csv(DOCS_CSV)
+    on = {r["value"]: r for r in rows
+          if r["family"] == sweep_gen.IPIS_VS_CPUS and r["lazy"] == "on"}
+    for row in rows:
+        if row["family"] == sweep_gen.IPIS_VS_CPUS and row["lazy"] == "off":
+            row["ipis_sent"] = on[row["value"]]["ipis_sent"]
+    plt, figs = _figures(rows)
+    assert "Lazy TLB on and off give the same IPIs at every point" in _words(
+        figs["ipis_vs_cpus.png"])
+    for row in rows:
+        if row["family"] == sweep_gen.IPIS_VS_CPUS and row["lazy"] == "off":
+            row["ipis_sent"] = 2 * row["ipis_sent"] + 5
+    plt, figs2 = _figures(rows)
+    assert "coincide" not in _words(figs2["ipis_vs_cpus.png"])
+    for fig in list(figs.values()) + list(figs2.values()):
+        plt.close(fig)
 
 
 # ---- on the real tool -------------------------------------------------------------------------

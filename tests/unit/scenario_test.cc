@@ -159,7 +159,10 @@ TEST(ScenarioCompileTest, EveryOpCompilesToTheExpectedSteps) {
   EXPECT_THAT(*mm_check.loaded_on, ElementsAre(0, 1));  // sorted
   ASSERT_TRUE(mm_check.lazy_on.has_value());
   EXPECT_TRUE(mm_check.lazy_on->empty());
-  EXPECT_EQ(mm_check.only_lazy_tlb, true);
+  EXPECT_EQ(mm_check.lazy_modes, ModeBit(abi::LazyMode::kOn));  // true: on, not shootdown
+  EXPECT_EQ(mm_check.pcid_modes, kEveryPcidMode);
+  EXPECT_TRUE(mm_check.AppliesTo(abi::LazyMode::kOn, abi::PcidMode::kOff));
+  EXPECT_FALSE(mm_check.AppliesTo(abi::LazyMode::kShootdown, abi::PcidMode::kModeled));
 
   const HostCheck& task_check = sc->checks[1];
   EXPECT_EQ(task_check.kind, HostCheck::Kind::kCheck);
@@ -168,7 +171,8 @@ TEST(ScenarioCompileTest, EveryOpCompilesToTheExpectedSteps) {
   EXPECT_FALSE(task_check.mm_slot.has_value());
   EXPECT_FALSE(task_check.mm_users.has_value());
   EXPECT_FALSE(task_check.loaded_on.has_value());
-  EXPECT_FALSE(task_check.only_lazy_tlb.has_value());
+  EXPECT_EQ(task_check.lazy_modes, kEveryLazyMode);
+  EXPECT_EQ(task_check.pcid_modes, kEveryPcidMode);
 
   const HostCheck& counters = sc->checks[2];
   EXPECT_EQ(counters.kind, HostCheck::Kind::kCounters);
@@ -181,6 +185,31 @@ TEST(ScenarioCompileTest, EveryOpCompilesToTheExpectedSteps) {
   EXPECT_EQ(sc->checks[3].step_index, 18);
   EXPECT_EQ(sc->checks[4].kind, HostCheck::Kind::kFinal);
   EXPECT_EQ(sc->checks[4].step_index, -1);
+}
+
+TEST(ScenarioCompileTest, ModeFiltersNameModesOrLists) {
+  absl::StatusOr<Scenario> sc = CompileScenario(R"({
+  "version": 1, "name": "filters", "cpus": 1,
+  "steps": [
+    {"op": "counters", "lazy_tlb": "shootdown", "cr3_writes": 0},
+    {"op": "counters", "lazy_tlb": ["on", "shootdown"], "pcid": false, "cr3_writes": 0},
+    {"op": "counters", "lazy_tlb": false, "pcid": true, "cr3_writes": 0},
+    {"op": "check", "mm": "init_mm", "pcid": ["hardware"], "loaded_on": [0]}
+  ]})",
+                                                "f.json", {});
+  ASSERT_TRUE(sc.ok()) << sc.status();
+  using L = abi::LazyMode;
+  using P = abi::PcidMode;
+  EXPECT_EQ(sc->checks[0].lazy_modes, ModeBit(L::kShootdown));
+  EXPECT_EQ(sc->checks[0].pcid_modes, kEveryPcidMode);
+  EXPECT_EQ(sc->checks[1].lazy_modes, ModeBit(L::kOn) | ModeBit(L::kShootdown));
+  EXPECT_EQ(sc->checks[1].pcid_modes, ModeBit(P::kOff));
+  EXPECT_EQ(sc->checks[2].lazy_modes, ModeBit(L::kOff));
+  EXPECT_EQ(sc->checks[2].pcid_modes, ModeBit(P::kHardware) | ModeBit(P::kModeled));
+  EXPECT_TRUE(sc->checks[2].AppliesTo(L::kOff, P::kHardware));
+  EXPECT_FALSE(sc->checks[2].AppliesTo(L::kOff, P::kOff));
+  EXPECT_FALSE(sc->checks[2].AppliesTo(L::kOn, P::kModeled));
+  EXPECT_EQ(sc->checks[3].pcid_modes, ModeBit(P::kHardware));
 }
 
 TEST(ScenarioCompileTest, DefaultsApplied) {
@@ -206,7 +235,8 @@ TEST(ScenarioCompileTest, DefaultsApplied) {
                                  MakeStep(S::kVerify, 0, kNo, kNo, kNo, 0, 0, 7, 1),
                              });
   EXPECT_FALSE(sc->checks[0].cpu.has_value());  // totals
-  EXPECT_FALSE(sc->checks[0].only_lazy_tlb.has_value());
+  EXPECT_EQ(sc->checks[0].lazy_modes, kEveryLazyMode);
+  EXPECT_EQ(sc->checks[0].pcid_modes, kEveryPcidMode);
 }
 
 TEST(ScenarioCompileTest, VerifyEveryStepFlagsModelStepsOnly) {
@@ -252,8 +282,8 @@ TEST(ScenarioCompileTest, CpusOverrideMustCoverEveryCpuUsed) {
   ASSERT_FALSE(sc.ok());
   EXPECT_EQ(sc.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(sc.status().message(),
-            "t.json: step 1 (run): field 'cpu': CPU 3 is out of range: the scenario has 2 CPUs "
-            "(0..1)");
+            "t.json: step 1 (run): field 'cpu': CPU 3 is out of range: the run has 2 CPUs "
+            "(0..1; --cpus 2 overrides the file's \"cpus\")");
 }
 
 TEST(ScenarioCompileTest, KernelThreadThatExecsBecomesAUserTask) {
@@ -296,7 +326,7 @@ TEST(ScenarioCompileTest, ForkCopiesPageEntries) {
               HasSubstr("step 6 (mmap): mmap of 1 pages: mm 'B' already has 64 page entries"));
 }
 
-TEST(ScenarioCompileTest, CheckMayNameAFreedMmAndADeadTask) {
+TEST(ScenarioCompileTest, CheckMayNameAFreedMmButNotADeadTask) {
   absl::StatusOr<Scenario> sc = Compile(Scenario2(R"(
       {"op": "spawn", "task": "A"},
       {"op": "run", "cpu": 0, "task": "A"},
@@ -309,11 +339,18 @@ TEST(ScenarioCompileTest, CheckMayNameAFreedMmAndADeadTask) {
       {"op": "spawn", "task": "A"},
       {"op": "run", "cpu": 0, "task": "A"},
       {"op": "exit", "task": "A"},
-      {"op": "check", "mm": "A", "freed": true, "loaded_on": [0]},
-      {"op": "check", "task": "A"})"));
-  ASSERT_TRUE(sc.ok()) << sc.status();  // ...but checks may still name it and its mm
+      {"op": "check", "mm": "A", "freed": true, "loaded_on": [0]})"));
+  ASSERT_TRUE(sc.ok()) << sc.status();  // ...its mm may still be checked...
   EXPECT_EQ(sc->checks[0].mm_slot, 1);
-  EXPECT_EQ(sc->checks[1].task, 2);
+
+  sc = Compile(Scenario2(R"(
+      {"op": "spawn", "task": "A"},
+      {"op": "run", "cpu": 0, "task": "A"},
+      {"op": "exit", "task": "A"},
+      {"op": "check", "task": "A"})"));
+  ASSERT_FALSE(sc.ok());  // ...but not through the task, which has no active_mm any more
+  EXPECT_THAT(sc.status().message(),
+              HasSubstr("step 3 (check): task 'A' has exited: it has no active_mm to check"));
 }
 
 TEST(ScenarioCompileTest, TooManyTasks) {
@@ -365,7 +402,7 @@ TEST(ScenarioDefaultTest, CompilesForItsOwnCpuCount) {
   // Some expectations must hold in both modes, so `activemm compare` checks something in each.
   int unfiltered_checks = 0;
   for (const HostCheck& c : sc->checks) {
-    if (c.kind == HostCheck::Kind::kCheck && !c.only_lazy_tlb) ++unfiltered_checks;
+    if (c.kind == HostCheck::Kind::kCheck && c.lazy_modes == kEveryLazyMode) ++unfiltered_checks;
   }
   EXPECT_GE(unfiltered_checks, 2);
   EXPECT_EQ(sc->checks[sc->checks.size() - 2].kind, HostCheck::Kind::kCheckpoint);
@@ -528,6 +565,17 @@ const ErrorCase kErrorCases[] = {
     {"ProtInvalid",
      WithSetUp(R"({"op": "mprotect", "task": "A", "prot": "rwx"})"),
      {"step 4 (mprotect): field 'prot' must be \"r\" or \"rw\", got string \"rwx\""}},
+    {"LazyFilterUnknownMode",
+     Scenario2(R"({"op": "check", "mm": "init_mm", "lazy_tlb": "lazy"})"),
+     {"step 0 (check): field 'lazy_tlb' must be true, false, one of 'on', 'shootdown', 'off', "
+      "or a list of them, got string \"lazy\""}},
+    {"LazyFilterEmptyList",
+     Scenario2(R"({"op": "counters", "cpu": 0, "lazy_tlb": [], "cr3_writes": 1})"),
+     {"step 0 (counters): field 'lazy_tlb' is an empty list: the step would apply in no mode"}},
+    {"PcidFilterNumber",
+     Scenario2(R"({"op": "counters", "pcid": 1, "cr3_writes": 1})"),
+     {"step 0 (counters): field 'pcid' must be true, false, one of 'hardware', 'modeled', "
+      "'off', or a list of them, got number 1"}},
     {"CountersFieldOnCheckpoint",
      Scenario2(R"({"op": "checkpoint", "lazy_tlb": true})"),
      {"step 0 (checkpoint): unknown field 'lazy_tlb'"}},
