@@ -273,6 +273,13 @@ void WaitForKick(uint32_t seen) {
       WaitForKick(i);
       continue;
     }
+    if (Bug(abi::MmBug::kSlowSteps)) {
+      const uint64_t start = Rdtsc();
+      while (Rdtsc() - start < abi::kSlowStepTscCycles) Pause();
+    }
+    if (Bug(abi::MmBug::kStallHalfway) && i >= header->num_steps / 2) {
+      for (;;) Pause();  // no progress, no hypercall: only the host's watchdog ends this
+    }
     BeginStep(i);
     ExecuteStep(s);
     FinishStep();

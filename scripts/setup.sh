@@ -17,9 +17,11 @@ case ${1:-} in
   *) echo "setup: unknown option $1 (usage: setup.sh [--nested])" >&2; exit 2 ;;
 esac
 
+# clang and its compiler-rt (libclang-rt-dev: libclang-rt-14-dev on Debian 12, the runtime of
+# -fsanitize=fuzzer) build the fuzz targets (scripts/fuzz.sh).
 packages=(
-  g++ cmake make binutils
-  libabsl-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  g++ cmake make binutils clang libclang-rt-dev
+  libabsl-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   python3 python3-pytest python3-matplotlib
 )
 if [ "$nested" = 1 ]; then

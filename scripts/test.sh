@@ -11,7 +11,7 @@ build=${ACTIVEMM_BUILD_DIR:-$root/build}
 
 # The nested-KVM runner's own tests boot QEMU on every host, so its packages are always needed.
 bash "$root/scripts/setup.sh" --nested
-bash "$root/scripts/build.sh"
+bash "$root/scripts/build.sh" -DACTIVEMM_WERROR=ON
 export ACTIVEMM_REQUIRE_KVM=1
 
 logs=$(mktemp -d)
@@ -45,6 +45,32 @@ else
     --env "MPLCONFIGDIR=$mpl" \
     -- ctest --output-on-failure -j 2 -L kvm || { s=$?; [ "$status" -ne 0 ] || status=$s; }
 fi
+
+# Sanitizers: the host and its host-side tests again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (GCC; -O1 -g1 builds in half the time of -O2 -g) in $build/asan,
+# only the targets those tests run. The freestanding guest cannot be (docs/architecture.md,
+# "Sanitizers and fuzzing"). The tests that boot QEMU (examples, nested_kvm_runner) are not
+# repeated; the CTest entry of the KVM tests, not built here, is left out.
+asan=$build/asan
+echo "test: the host and its host-side tests with AddressSanitizer and UndefinedBehaviorSanitizer ($asan)"
+cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DACTIVEMM_WERROR=ON \
+  -DACTIVEMM_SANITIZE=address,undefined >/dev/null
+asan_targets=(activemm activemm_unit_tests wl_threads wl_forkexec wl_mmap_churn wl_io
+  trace_parser_fuzz scenario_compiler_fuzz replay_planner_fuzz guest_memory_fuzz)
+if cmake --build "$asan" -j "$(nproc)" --target "${asan_targets[@]}"; then
+  run_ctest asan bash -c "cd '$asan' && UBSAN_OPTIONS=print_stacktrace=1 ctest \
+    --output-on-failure -j $(nproc) -LE kvm -E '^(examples|nested_kvm_runner)\$|_NOT_BUILT\$'" ||
+    { s=$?; [ "$status" -ne 0 ] || status=$s; }
+else
+  echo "test: the sanitizer build failed" >&2
+  [ "$status" -ne 0 ] || status=1
+fi
+
+# Fuzzing: every fuzz target's corpus replayed, then 15 s of libFuzzer each (clang, with both
+# sanitizers; $build/fuzz). scripts/fuzz.sh runs them longer by hand.
+echo "test: the fuzz targets, 15 s each (scripts/fuzz.sh, $build/fuzz)"
+run_ctest fuzz bash "$root/scripts/fuzz.sh" 15 || { s=$?; [ "$status" -ne 0 ] || status=$s; }
 
 if grep -qE '\*\*\*Skipped|Not Run' "$logs"/*; then
   echo "test: some tests were skipped or not run; every test must run on every host:" >&2

@@ -243,7 +243,12 @@ enum class MmBug : uint32_t {
   kSkipIpiNonLazy = 8,  // flush_tlb_mm_range sends no IPI to a non-lazy CPU using the mm
   kNoTlbGenCheck = 9,   // back from lazy mode to the same mm: no tlb_gen check, no flush
   kAsidNoFlush = 10,    // choose_new_asid reuses a slot for another mm without a flush
+  // Not bugs: test hooks on the step loop, for the watchdog and interruption tests.
+  kSlowSteps = 11,      // every step first spins kSlowStepTscCycles: long runs on any host
+  kStallHalfway = 12,   // the CPU of the middle step spins there, interrupts off, forever
 };
+// About a millisecond on a 2-4 GHz TSC.
+inline constexpr uint64_t kSlowStepTscCycles = 3'000'000;
 
 struct ScenarioHeader {
   uint32_t num_steps;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <sched.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -188,33 +189,45 @@ class TempDir {
 // While tracefs is set up, signals that would end activemm (Ctrl-C reaches it and the command
 // through the terminal, kill reaches one) are passed on to the command instead: the command
 // ends, its trace is still written and tracefs restored. Outside the command's run they are
-// ignored: setting up and writing the trace takes a moment only.
+// held back: setting up and writing the trace takes a moment only, and a signal that comes
+// before the command starts is passed on as soon as it has (else Ctrl-C during the set-up
+// would be lost and the command run in full).
+constexpr int kForwardedSignals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_pending_signal = 0;
 
 void ForwardSignal(int sig) {
   const pid_t child = g_child;
-  if (child > 0) kill(child, sig);
+  if (child > 0) {
+    kill(child, sig);
+  } else {
+    g_pending_signal = sig;
+  }
 }
 
 class ScopedSignalForwarding {
  public:
   ScopedSignalForwarding() {
+    g_pending_signal = 0;
     struct sigaction sa = {};
     sa.sa_handler = ForwardSignal;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+    for (size_t i = 0; i < std::size(kForwardedSignals); ++i) {
+      sigaction(kForwardedSignals[i], &sa, &old_[i]);
+    }
   }
   ~ScopedSignalForwarding() {
     g_child = 0;
-    for (size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    for (size_t i = 0; i < std::size(kForwardedSignals); ++i) {
+      sigaction(kForwardedSignals[i], &old_[i], nullptr);
+    }
   }
   ScopedSignalForwarding(const ScopedSignalForwarding&) = delete;
   ScopedSignalForwarding& operator=(const ScopedSignalForwarding&) = delete;
 
  private:
-  static constexpr int kSignals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
-  struct sigaction old_[std::size(kSignals)];
+  struct sigaction old_[std::size(kForwardedSignals)];
 };
 
 bool IsExecutableFile(const std::string& path) {
@@ -257,15 +270,32 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv) {
     return absl::InternalError(absl::StrFormat("pipe: %s", Errno(errno)));
   }
   UniqueFd rd(p[0]), wr(p[1]);
+  // The forwarded signals are blocked across the fork: a child that took one with the
+  // inherited ForwardSignal (its g_child is 0) would hold it back and exec, losing it. The
+  // child resets them to their default before it unblocks them (one pending then ends it, as
+  // it should end the command); the parent unblocks them once g_child names the child.
+  sigset_t forwarded, old_mask;
+  sigemptyset(&forwarded);
+  for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  pthread_sigmask(SIG_BLOCK, &forwarded, &old_mask);
   const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrFormat("fork: %s", Errno(errno)));
+  if (pid < 0) {
+    const int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    return absl::InternalError(absl::StrFormat("fork: %s", Errno(e)));
+  }
   if (pid == 0) {
+    for (int sig : kForwardedSignals) signal(sig, SIG_DFL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     execvp(args[0], args.data());
     const int e = errno;
     (void)!write(wr.get(), &e, sizeof e);
     _exit(127);
   }
   g_child = pid;
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);  // one blocked meanwhile is forwarded now
+  // One that came during the set-up, before the fork, was held back: the command gets it now.
+  if (const int sig = g_pending_signal; sig != 0) kill(pid, sig);
   wr.Reset();
   int exec_errno = 0;
   ssize_t n;
@@ -475,12 +505,33 @@ void WarnAboutOtherTracing(const std::string& tracefs, std::FILE* progress) {
   }
 }
 
-// OUT_DIR must be new or an empty directory: a capture never mixes with older files.
+// OUT_DIR must be new or an empty directory: a capture never mixes with older files. A new one
+// is made with its missing parents (CaptureTrace): the nearest folder above it that exists must
+// take new folders, so that a path through a file or a read-only place is refused before
+// tracefs is touched.
 absl::Status CheckOutDir(const std::string& out) {
   struct stat st;
   if (lstat(out.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return absl::InternalError(absl::StrFormat("cannot check %s: %s", out, Errno(errno)));
+    if (errno != ENOENT && errno != ENOTDIR) {
+      return absl::InternalError(absl::StrFormat("cannot check %s: %s", out, Errno(errno)));
+    }
+    for (std::filesystem::path above = std::filesystem::path(out).parent_path();;
+         above = above.parent_path()) {
+      const std::string dir = above.empty() ? "." : above.string();
+      if (stat(dir.c_str(), &st) != 0) {
+        if ((errno == ENOENT || errno == ENOTDIR) && above != above.parent_path()) continue;
+        return absl::InternalError(absl::StrFormat("cannot check %s: %s", dir, Errno(errno)));
+      }
+      if (!S_ISDIR(st.st_mode)) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: %s is not a folder: name a new folder", out, dir));
+      }
+      if (access(dir.c_str(), W_OK | X_OK) != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: cannot create it in %s: %s", out, dir, Errno(errno)));
+      }
+      return absl::OkStatus();
+    }
   }
   if (!S_ISDIR(st.st_mode)) {
     return absl::AlreadyExistsError(
@@ -678,7 +729,10 @@ absl::Status CaptureTrace(const CaptureOptions& o) {
   {
     ScopedSignalForwarding forward;
     TracefsSettings settings(o.tracefs, o.progress);
-    if (absl::Status s = Record(o, tmp.path(), settings); !s.ok()) return s;
+    if (absl::Status s = Record(o, tmp.path(), settings); !s.ok()) {
+      // The files as the user knows them: in OUT_DIR, not in the temporary folder (removed).
+      return absl::Status(s.code(), absl::StrReplaceAll(s.message(), {{tmp.path(), out}}));
+    }
   }
 
   if (rename(tmp.path().c_str(), out.c_str()) != 0) {

@@ -2,6 +2,8 @@
 #ifndef ACTIVEMM_VMM_EXIT_CODES_H_
 #define ACTIVEMM_VMM_EXIT_CODES_H_
 
+#include <signal.h>
+
 #include "vmm/runner.h"
 
 namespace activemm {
@@ -30,6 +32,8 @@ inline int ExitCodeFor(Outcome o) {
       return kExitWatchdog;
     case Outcome::kHostError:
       return kExitHostError;
+    case Outcome::kInterrupted:
+      return 128 + SIGINT;  // the command returns 128 + the signal it got (vmm/interrupt.h)
   }
   return kExitHostError;
 }

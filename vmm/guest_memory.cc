@@ -32,7 +32,9 @@ absl::Status GuestMemory::ReadBytes(uint64_t gpa, void* out, uint64_t len) const
     return absl::OutOfRangeError(absl::StrFormat(
         "guest physical range [%#x, +%#x) is outside guest RAM (%#x bytes)", gpa, len, size_));
   }
-  std::memcpy(out, base_ + gpa, len);
+  // An empty read may come with a null buffer (ReadModel with 0 tasks reads into an empty
+  // vector's data(), found by tests/fuzz/guest_memory_fuzz), which memcpy must never get.
+  if (len != 0) std::memcpy(out, base_ + gpa, len);
   return absl::OkStatus();
 }
 
@@ -41,7 +43,7 @@ absl::Status GuestMemory::WriteBytes(uint64_t gpa, const void* in, uint64_t len)
     return absl::OutOfRangeError(absl::StrFormat(
         "guest physical range [%#x, +%#x) is outside guest RAM (%#x bytes)", gpa, len, size_));
   }
-  std::memcpy(base_ + gpa, in, len);
+  if (len != 0) std::memcpy(base_ + gpa, in, len);  // as in ReadBytes: never a null buffer
   return absl::OkStatus();
 }
 

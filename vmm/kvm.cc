@@ -35,6 +35,10 @@ absl::StatusOr<std::unique_ptr<Kvm>> Kvm::Open(const std::string& path) {
   }
   auto kvm = std::unique_ptr<Kvm>(new Kvm(UniqueFd(fd)));
   kvm->api_version_ = ioctl(fd, KVM_GET_API_VERSION, 0);
+  if (kvm->api_version_ < 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s is not a KVM device (KVM_GET_API_VERSION: %s)", path, std::strerror(errno)));
+  }
   if (kvm->api_version_ != KVM_API_VERSION) {
     return absl::FailedPreconditionError(absl::StrFormat("%s speaks KVM API %d, activemm needs %d",
                                                          path, kvm->api_version_, KVM_API_VERSION));

@@ -1,6 +1,8 @@
 // activemm: Linux's mm / active_mm / lazy-TLB behaviour on real x86-64 page tables under KVM.
 // The command line is parsed here only (vmm/command_line.h, against the tables below) and passed
 // down as config structs.
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -21,12 +25,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "fmt/core.h"
 #include "vmm/capture.h"
 #include "vmm/command_line.h"
 #include "vmm/cost.h"
 #include "vmm/exit_codes.h"
+#include "vmm/interrupt.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_host.h"
 #include "vmm/replay.h"
@@ -35,6 +41,7 @@
 #include "vmm/scenario_run.h"
 #include "vmm/selftest.h"
 #include "vmm/timeline.h"
+#include "vmm/unique_fd.h"
 
 namespace activemm {
 namespace {
@@ -85,6 +92,10 @@ constexpr Named<abi::MmBug> kMmBugs[] = {
      "back from lazy mode to the same mm: no tlb_gen check, no flush"},
     {"asid-no-flush", abi::MmBug::kAsidNoFlush,
      "choose_new_asid reuses a slot for another mm without a flush"},
+    {"slow-steps", abi::MmBug::kSlowSteps,
+     "not a bug, for tests: every step first spins about 1 ms, so a long program takes long"},
+    {"stall", abi::MmBug::kStallHalfway,
+     "not a bug, for tests: the guest stops making progress at the middle step (watchdog)"},
 };
 
 // --lazy-tlb (shared/mm_abi.h LazyMode).
@@ -129,6 +140,9 @@ std::string ExitStatuses() {
   for (const auto& [code, meaning] : kMeanings) {
     absl::StrAppend(&out, "  ", code, "  ", meaning, "\n");
   }
+  absl::StrAppend(&out,
+                  "  128+N  stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP); nothing "
+                  "written\n");
   return out;
 }
 
@@ -454,6 +468,16 @@ int InputError(const std::string& msg) {
   return kExitUsage;
 }
 
+// A run stopped by SIGINT, SIGTERM or SIGHUP (vmm/interrupt.h): its vCPU threads are joined;
+// nothing is written, since a report of part of a run would read as the whole. Exit status
+// 128 + the signal's number, as a shell reports a process the signal ended.
+int Interrupted() {
+  const int sig = InterruptSignal();
+  fmt::print(stderr, "activemm: interrupted by {}: the run was stopped; no output written\n",
+             SignalName(sig));
+  return 128 + sig;
+}
+
 bool ParseMem(std::string s, uint64_t* bytes) {
   s = absl::AsciiStrToUpper(s);
   uint64_t mult = 1ull << 20;
@@ -470,14 +494,57 @@ bool ParseMem(std::string s, uint64_t* bytes) {
 // --mem and --timeout, shared by every command that boots a guest; "" when both are fine.
 std::string ParseMemAndTimeout(const ParsedCommandLine& cl, uint64_t* mem_bytes,
                                absl::Duration* timeout) {
+  // The range vmm/vm.cc ValidateVmConfig holds the guest to, checked here too so that the
+  // mistake is named before /dev/kvm is opened.
+  const std::string range = absl::StrFormat("a multiple of 2M from %dM to %dG",
+                                            abi::kMinMemBytes >> 20, abi::kMaxMemBytes >> 30);
   if (!ParseMem(cl.String("mem"), mem_bytes)) {
-    return absl::StrFormat("--mem=%s: expected a size such as 256M or 1G", cl.String("mem"));
+    return absl::StrFormat("--mem=%s: expected a size such as 256M or 1G (%s)", cl.String("mem"),
+                           range);
+  }
+  if (*mem_bytes % (2ull << 20) != 0 || *mem_bytes < abi::kMinMemBytes ||
+      *mem_bytes > abi::kMaxMemBytes) {
+    return absl::StrFormat("--mem=%s: must be %s", cl.String("mem"), range);
   }
   const double seconds = cl.Double("timeout");
   if (!(seconds > 0 && seconds <= 3600)) {
     return absl::StrFormat("--timeout=%s: expected seconds in (0, 3600]", cl.String("timeout"));
   }
   *timeout = absl::Seconds(seconds);
+  return "";
+}
+
+// The output files the flags `flags` name (--json, --timeline, ...) can be written: each names a
+// file, not a folder, in a folder that exists and takes new files, and no two name the same one.
+// Checked before the guest starts, so that a long run does not end in a write error. "" when
+// they are fine, else the error.
+std::string CheckOutputFiles(const ParsedCommandLine& cl,
+                             std::initializer_list<const char*> flags) {
+  std::vector<std::pair<std::string, const char*>> seen;  // path, flag
+  for (const char* flag : flags) {
+    const std::string path = cl.String(flag);
+    if (path.empty()) continue;
+    const std::string given = absl::StrFormat("--%s=%s", flag, path);
+    for (const auto& [other, other_flag] : seen) {
+      if (other == path) return absl::StrFormat("%s: --%s names the same file", given, other_flag);
+    }
+    seen.emplace_back(path, flag);
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return absl::StrFormat("%s: %s is a folder; name a file", given, path);
+    }
+    const size_t slash = path.rfind('/');
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    if (stat(dir.c_str(), &st) != 0) {
+      if (errno == ENOENT) return absl::StrFormat("%s: the folder %s does not exist", given, dir);
+      return absl::StrFormat("%s: cannot write in %s: %s", given, dir, std::strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) return absl::StrFormat("%s: %s is not a folder", given, dir);
+    if (access(dir.c_str(), W_OK | X_OK) != 0) {
+      return absl::StrFormat("%s: cannot write in %s: %s", given, dir, std::strerror(errno));
+    }
+  }
   return "";
 }
 
@@ -496,6 +563,7 @@ int Selftest(const ParsedCommandLine& cl) {
     return kExitNoKvm;
   }
   absl::StatusOr<SelftestResult> r = RunSelftest(**kvm, opt);
+  if (InterruptSignal() != 0) return Interrupted();
   if (!r.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
@@ -515,7 +583,9 @@ std::string ScriptsDir() {
 
 // `s` quoted for /bin/sh.
 std::string ShellQuote(const std::string& s) {
-  return "'" + absl::StrReplaceAll(s, {{"'", "'\\''"}}) + "'";
+  // StrCat, not "'" + string + "'": GCC 12 at -O3 warns -Wrestrict on that (a known false
+  // positive, GCC bug 105329).
+  return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
 }
 
 // The stress generator's scenario: scripts/stress_gen.py of this source tree (or of
@@ -561,6 +631,28 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_v
   return out;
 }
 
+// Why a Python scenario script failed, in one line, from what it wrote on stderr: its last line
+// (a traceback ends with the exception), after "at line N: " when the traceback names a line of
+// the script itself. "" when it wrote nothing.
+std::string ScriptFailure(const std::string& path, const std::string& errors) {
+  std::vector<absl::string_view> lines = absl::StrSplit(errors, '\n', absl::SkipWhitespace());
+  if (lines.empty()) return "";
+  const std::string why(absl::StripAsciiWhitespace(lines.back()));
+  // Python names the script by its absolute path: '  File "/abs/s.py", line 3, in <module>'.
+  const std::string frame = absl::StrCat(
+      "File \"", std::filesystem::absolute(path).lexically_normal().string(), "\", line ");
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    const size_t at = it->find(frame);
+    if (at == absl::string_view::npos) continue;
+    absl::string_view number = it->substr(at + frame.size());
+    number = number.substr(0, number.find(','));
+    int line = 0;
+    if (absl::SimpleAtoi(number, &line)) return absl::StrFormat("at line %d: %s", line, why);
+    break;
+  }
+  return why;
+}
+
 // The scenario text: a JSON file, the JSON a Python scenario script prints (run by Debian's
 // /usr/bin/python3, with the scripts folder first on PYTHONPATH so that a script anywhere can
 // import activemm_scenario), or the built-in scenario.
@@ -574,8 +666,12 @@ absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
   if (const char* env = std::getenv("PYTHONPATH"); env != nullptr && *env != '\0') {
     absl::StrAppend(&python_path, ":", env);
   }
-  const std::string cmd =
+  std::string cmd =
       absl::StrCat("PYTHONPATH=", ShellQuote(python_path), " /usr/bin/python3 ", ShellQuote(path));
+  // The script's stderr goes to an anonymous in-memory file (inherited by the shell, no file
+  // left anywhere): a failure is reported in one line, not as a traceback.
+  UniqueFd errors_fd(memfd_create("activemm-scenario-stderr", 0));
+  if (errors_fd.valid()) absl::StrAppend(&cmd, " 2>&", errors_fd.get());
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) {
     return absl::InternalError(absl::StrFormat("%s: cannot run /usr/bin/python3", path));
@@ -585,10 +681,24 @@ absl::StatusOr<std::string> LoadScenarioText(const std::string& path) {
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int status = pclose(p);
+  std::string errors;
+  if (errors_fd.valid() && lseek(errors_fd.get(), 0, SEEK_SET) == 0) {
+    ssize_t got;
+    while ((got = read(errors_fd.get(), buf, sizeof buf)) > 0) errors.append(buf, got);
+  }
   if (status != 0) {
+    std::string why = ScriptFailure(path, errors);
+    if (!why.empty()) why = (absl::StartsWith(why, "at line ") ? " " : ": ") + why;
     return absl::InvalidArgumentError(
-        absl::StrFormat("%s: the scenario script failed (exit status %d); its error is above",
-                        path, WIFEXITED(status) ? WEXITSTATUS(status) : status));
+        absl::StrFormat("%s: the scenario script failed (exit status %d)%s", path,
+                        WIFEXITED(status) ? WEXITSTATUS(status) : status, why));
+  }
+  fmt::print(stderr, "{}", errors);  // the warnings of a script that worked
+  if (absl::StripAsciiWhitespace(out).empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: the scenario script printed nothing: it must print the scenario's JSON on stdout "
+        "(activemm_scenario's main(scenario) does)",
+        path));
   }
   return out;
 }
@@ -633,6 +743,10 @@ int ReplayCommand(const ParsedCommandLine& cl) {
   const std::string& dir_path = cl.args[0];
   ReplayOptions o;
   if (std::string e = ParseModelFlags(cl, &o.run); !e.empty()) return UsageError(cl, e);
+  if (std::string e = CheckOutputFiles(cl, {"decisions", "json", "plan", "timeline"});
+      !e.empty()) {
+    return InputError(e);
+  }
   o.run.lazy = LazyModeFlag(cl, abi::LazyMode::kOn);
   o.plan.verify_every_step = cl.String("verify") == "every-step";
   const int explain = static_cast<int>(cl.Int("explain"));
@@ -645,6 +759,7 @@ int ReplayCommand(const ParsedCommandLine& cl) {
     return kExitNoKvm;
   }
   absl::StatusOr<ReplayResult> r = RunReplay(**kvm, *dir, o);
+  if (InterruptSignal() != 0) return Interrupted();
   if (!r.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
@@ -682,6 +797,7 @@ int ScenarioCommand(const ParsedCommandLine& cl) {
   const bool stress = cmd == "stress";
   ScenarioRunOptions ro;
   if (std::string e = ParseModelFlags(cl, &ro); !e.empty()) return UsageError(cl, e);
+  if (std::string e = CheckOutputFiles(cl, {"json", "timeline"}); !e.empty()) return InputError(e);
 
   absl::StatusOr<std::string> text;
   CompileOptions co;
@@ -690,7 +806,8 @@ int ScenarioCommand(const ParsedCommandLine& cl) {
                           static_cast<int>(cl.Int("steps")));
     if (!text.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(text.status().message()));
-      return kExitHostError;
+      // $ACTIVEMM_SCRIPTS pointing where there is no generator is the user's to fix.
+      return absl::IsNotFound(text.status()) ? kExitUsage : kExitHostError;
     }
   } else {
     text = LoadScenarioText(path);
@@ -733,6 +850,7 @@ int ScenarioCommand(const ParsedCommandLine& cl) {
           absl::StrFormat("%s (lazy %s, PCID %s)", cmd, LazyModeName(lazy), PcidModeName(pcid));
     }
     absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(**kvm, *sc, ro);
+    if (InterruptSignal() != 0) return Interrupted();  // compare: no further run either
     if (!r.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
       return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
@@ -784,6 +902,7 @@ int CostCommand(const ParsedCommandLine& cl) {
   if (std::string e = ParseMemAndTimeout(cl, &o.mem_bytes, &o.timeout); !e.empty()) {
     return UsageError(cl, e);
   }
+  if (std::string e = CheckOutputFiles(cl, {"json"}); !e.empty()) return InputError(e);
   const std::string pcid = cl.String("pcid");
   if (pcid == "off") o.pcid = abi::PcidMode::kOff;
   if (cl.Has("lazy-tlb")) o.modes = {LazyModeFlag(cl, abi::LazyMode::kOn)};
@@ -794,6 +913,7 @@ int CostCommand(const ParsedCommandLine& cl) {
   }
   if (pcid == "auto" && (*kvm)->HasPcid()) o.pcid = abi::PcidMode::kHardware;
   absl::StatusOr<CostReport> r = RunCostBenchmark(**kvm, o);
+  if (InterruptSignal() != 0) return Interrupted();
   if (!r.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
@@ -877,9 +997,11 @@ int main(int argc, char** argv) {
   if (!cl.error.empty()) return activemm::UsageError(cl, cl.error);
   if (cl.help || cl.command == "help") return activemm::Help(cl);
   if (cl.command == "__prime") return activemm::PrimeStep(cl.args.empty() ? "" : cl.args[0]);
+  if (cl.command == "capture") return activemm::Capture(cl);  // it forwards signals itself
+  // From here on every command runs guests: a signal stops the run instead of killing it.
+  activemm::InstallInterruptHandlers();
   if (cl.command == "selftest") return activemm::Selftest(cl);
   if (cl.command == "cost") return activemm::CostCommand(cl);
   if (cl.command == "replay") return activemm::ReplayCommand(cl);
-  if (cl.command == "capture") return activemm::Capture(cl);
   return activemm::ScenarioCommand(cl);  // run, compare, stress
 }

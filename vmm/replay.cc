@@ -376,7 +376,9 @@ std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost
                 {"cr3_writes_flush", r.report.totals.cr3_writes_flush},
                 {"ipis_sent", r.report.totals.ipis_sent},
                 {"context_switches", r.report.totals.context_switches}};
-  return j.dump(2) + "\n";
+  // The folder's path and kernel.txt's release are any bytes, maybe not UTF-8 (see
+  // TimelineJson): a bad sequence is written as U+FFFD instead of throwing.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace activemm

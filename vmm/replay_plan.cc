@@ -101,6 +101,11 @@ class Planner {
   }
 
  private:
+  // The trace line of the event being applied (0 outside the events).
+  int CurrentLine() const {
+    return event_ >= 0 && event_ < static_cast<int>(events_.size()) ? events_[event_].line : 0;
+  }
+
   absl::Status Error(const std::string& what) const {
     return absl::InvalidArgumentError(absl::StrFormat("%s/trace.txt: %s", dir_.path, what));
   }
@@ -281,8 +286,8 @@ class Planner {
   absl::StatusOr<int32_t> NewMm(const std::string& name) {
     std::vector<std::string>& names = out_.scenario.mm_names;
     if (names.size() >= abi::kMaxMms) {
-      return Error(absl::StrFormat("more than %d mms: the guest has no room for more",
-                                   abi::kMaxMms - 1));
+      return Error(absl::StrFormat("line %d: more than %d mms: the guest has no room for more",
+                                   CurrentLine(), abi::kMaxMms - 1));
     }
     names.push_back(name);
     return static_cast<int32_t>(names.size()) - 1;
@@ -290,8 +295,8 @@ class Planner {
 
   absl::StatusOr<int32_t> NewTask(int pid, int tgid, const std::string& comm, bool kthread) {
     if (tasks_.size() >= abi::kMaxTasks) {
-      return Error(absl::StrFormat("more than %d tasks: the guest has no room for more",
-                                   abi::kMaxTasks - dir_.trace.num_cpus));
+      return Error(absl::StrFormat("line %d: more than %d tasks: the guest has no room for more",
+                                   CurrentLine(), abi::kMaxTasks - dir_.trace.num_cpus));
     }
     PlanTask t;
     t.pid = pid;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "fmt/core.h"
 #include "vmm/guest_report.h"
+#include "vmm/interrupt.h"
 
 namespace activemm {
 namespace {
@@ -48,6 +49,8 @@ const char* OutcomeName(Outcome o) {
       return "check failed";
     case Outcome::kHostError:
       return "host error";
+    case Outcome::kInterrupted:
+      return "interrupted";
   }
   return "?";
 }
@@ -82,6 +85,12 @@ RunResult Runner::Run() {
     while (exited_ < n_) {
       cv_.wait_for(lock, std::chrono::milliseconds(50));
       if (stop_ || exited_ == n_ || handler_running_) continue;
+      if (const int sig = InterruptSignal(); sig != 0) {
+        // Not during a verification (handler_running_): its pass ends first, within ms.
+        FailLocked(Outcome::kInterrupted, -1,
+                   absl::StrFormat("interrupted by %s: every vCPU stopped", SignalName(sig)));
+        continue;
+      }
       if (options_.progress) {
         const uint64_t seen = options_.progress();
         if (seen != last_seen) {

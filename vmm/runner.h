@@ -32,6 +32,7 @@ enum class Outcome {
   kWatchdog,        // no progress within the timeout
   kCheckFailed,     // the host's checks at a checkpoint found a violation
   kHostError,       // a KVM ioctl failed
+  kInterrupted,     // SIGINT, SIGTERM or SIGHUP (vmm/interrupt.h): stopped on request
 };
 const char* OutcomeName(Outcome o);
 

@@ -972,13 +972,37 @@ absl::Status TopLevelError(const std::string& source, absl::string_view reason) 
 
 absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std::string& source,
                                          const CompileOptions& options) {
+  if (json_text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return TopLevelError(source, "empty: a scenario is a JSON object (docs/scenarios.md)");
+  }
   json doc;
   DuplicateKeyFinder duplicates;
   try {
     doc = json::parse(json_text, std::ref(duplicates));
   } catch (const json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ...": the
+    // position and the reason, without the library's prefix, and the bytes it quotes (a binary
+    // file's) escaped so the message stays one line of text.
+    std::string what = e.what();
+    if (size_t at = what.find("parse error at "); at != std::string::npos) {
+      what = what.substr(at + 15);
+    }
+    std::string printable;
+    for (unsigned char c : what) {
+      if (c >= 0x20 && c < 0x7f) {
+        printable.push_back(static_cast<char>(c));
+      } else {
+        absl::StrAppendFormat(&printable, "\\x%02x", c);
+      }
+    }
     return TopLevelError(source,
-                         absl::StrFormat("invalid JSON: %s (at byte %d)", e.what(), e.byte));
+                         absl::StrFormat("invalid JSON: %s (at byte %d)", printable, e.byte));
+  } catch (const json::out_of_range& e) {
+    // A number too large for a double ({"cpus": 1e999}) is not a parse_error but out_of_range
+    // 406, which escaped and terminated activemm (found by tests/fuzz/scenario_compiler_fuzz).
+    std::string what = e.what();  // "[json.exception.out_of_range.406] number overflow ..."
+    if (size_t at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
+    return TopLevelError(source, absl::StrFormat("invalid JSON: %s", what));
   }
   if (const std::optional<DuplicateKey>& dup = duplicates.found()) {
     std::string reason = absl::StrFormat("duplicate field %s", Quote(dup->key));

@@ -14,6 +14,12 @@ using nlohmann::json;
 // Trace-event timestamps are microseconds; the runs keep nanoseconds until they are written.
 double Us(int64_t ns) { return static_cast<double>(ns) / 1000.0; }
 
+// Guest TSCs and trace timestamps are not trusted: times are kept within +-kMaxNs (36 years),
+// so that no arithmetic below overflows. A guest step record with a TSC near 2^64 made the
+// conversion to nanoseconds overflow int64_t (found by tests/fuzz/guest_memory_fuzz).
+constexpr int64_t kMaxNs = int64_t{1} << 60;
+int64_t ClampNs(int64_t ns) { return std::clamp(ns, -kMaxNs, kMaxNs); }
+
 class EventWriter {
  public:
   void Process(int pid, const std::string& name, int sort) {
@@ -99,7 +105,8 @@ class RunTimeline {
         end += prev_time + 1 - begin;
         begin = prev_time + 1;
       }
-      end = std::max(end, begin + 1);
+      end = std::min(std::max(end, begin + 1), kMaxNs);
+      begin = std::min(begin, end - 1);
       prev_time = end;
       last_ns = std::max(last_ns, end);
       Step(static_cast<int>(i), s, r, begin, end);
@@ -109,17 +116,18 @@ class RunTimeline {
 
  private:
   int64_t Begin(size_t i, const abi::StepRecord& r) const {
-    if (!run_.step_time_ns.empty()) return run_.step_time_ns[i] - t0_ns_;
+    if (!run_.step_time_ns.empty()) return ClampNs(run_.step_time_ns[i] - t0_ns_);
     return TscNs(r.tsc_begin);
   }
   int64_t End(size_t i, const abi::StepRecord& r) const {
-    if (!run_.step_time_ns.empty()) return run_.step_time_ns[i] - t0_ns_ + 1;
+    if (!run_.step_time_ns.empty()) return ClampNs(run_.step_time_ns[i] - t0_ns_) + 1;
     return TscNs(r.tsc_end);
   }
   int64_t TscNs(uint64_t tsc) const {
     const uint64_t khz = run_.report->tsc_khz != 0 ? run_.report->tsc_khz : 1000000;
     const uint64_t d = tsc > first_tsc_ ? tsc - first_tsc_ : 0;
-    return static_cast<int64_t>(static_cast<long double>(d) * 1e6L / khz);
+    const long double ns = static_cast<long double>(d) * 1e6L / khz;
+    return ns >= kMaxNs ? kMaxNs : static_cast<int64_t>(ns);
   }
 
   std::string TaskName(int32_t t) const {
@@ -203,7 +211,7 @@ void KernelTimeline(EventWriter& w, int pid, const Trace& trace, const std::stri
   int64_t last = 0;
   for (const TraceEvent& e : trace.events) {
     if (e.cpu < 0 || e.cpu >= trace.num_cpus || e.kind == TraceEventKind::kLost) continue;
-    const int64_t t = e.timestamp_ns - t0_ns;
+    const int64_t t = ClampNs(e.timestamp_ns - t0_ns);
     last = std::max(last, t);
     json where = {{"line", e.line}};
     if (e.kind == TraceEventKind::kSwitch) {
@@ -250,7 +258,9 @@ std::string TimelineJson(const std::vector<TimelineRun>& runs, const Trace* trac
   }
   if (trace != nullptr) KernelTimeline(w, pid, *trace, trace_label, t0);
   json doc = {{"traceEvents", w.Take()}, {"displayTimeUnit", "ms"}};
-  return doc.dump() + "\n";
+  // Task names come from the trace, whose comms are any bytes (not UTF-8: dump() threw, found
+  // by tests/fuzz/replay_planner_fuzz); a bad sequence is written as U+FFFD.
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace activemm

@@ -396,6 +396,7 @@ void DropEventsBeyond(int num_cpus, Trace* trace) {
     dropped.push_back(e.line);
     --stats.events;
     ++stats.malformed;
+    ++stats.beyond_cpus;
     if (e.kind == TraceEventKind::kLost) {
       --stats.lost_markers;
       stats.lost_events -= e.lost;
@@ -572,25 +573,36 @@ absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path) {
     return absl::NotFoundError(
         absl::StrFormat("%s: not a folder (a trace folder holds trace.txt)", path));
   }
+  absl::StatusOr<std::string> trace_text = ReadFile(JoinPath(path, "trace.txt"));
+  if (!trace_text.ok()) return trace_text.status();
+  absl::StatusOr<std::string> tgids = ReadOptionalFile(JoinPath(path, "tgids.txt"));
+  if (!tgids.ok()) return tgids.status();
+  absl::StatusOr<std::string> kthreads = ReadOptionalFile(JoinPath(path, "kthreads.txt"));
+  if (!kthreads.ok()) return kthreads.status();
+  absl::StatusOr<std::string> kernel = ReadOptionalFile(JoinPath(path, "kernel.txt"));
+  if (!kernel.ok()) return kernel.status();
+  return ParseTraceDir(path, *trace_text, *tgids, *kthreads, *kernel);
+}
+
+absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view trace_text,
+                                       std::string_view tgids_text,
+                                       std::string_view kthreads_text,
+                                       std::string_view kernel_text) {
   TraceDir dir;
   dir.path = path;
   const std::string trace_path = JoinPath(path, "trace.txt");
   const std::string kernel_path = JoinPath(path, "kernel.txt");
-
-  absl::StatusOr<std::string> text = ReadFile(trace_path);
-  if (!text.ok()) return text.status();
-  dir.trace = ParseTrace(*text);
-  text = ReadOptionalFile(JoinPath(path, "tgids.txt"));
-  if (!text.ok()) return text.status();
-  ParseTgids(*text, &dir);
-  text = ReadOptionalFile(JoinPath(path, "kthreads.txt"));
-  if (!text.ok()) return text.status();
-  ParseKthreads(*text, &dir);
-  text = ReadOptionalFile(kernel_path);
-  if (!text.ok()) return text.status();
-  ParseKernel(*text, &dir);
+  dir.trace = ParseTrace(trace_text);
+  ParseTgids(tgids_text, &dir);
+  ParseKthreads(kthreads_text, &dir);
+  ParseKernel(kernel_text, &dir);
 
   Trace& trace = dir.trace;
+  if (trace.events.empty() && trace.stats.beyond_cpus > 0 && trace.num_cpus > 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: no events on the %d CPUs of its '#P:%d' header: %d on higher CPUs (%s)", trace_path,
+        trace.num_cpus, trace.num_cpus, trace.stats.beyond_cpus, DescribeStats(trace.stats)));
+  }
   if (trace.events.empty()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: no events (%s)", trace_path, DescribeStats(trace.stats)));

@@ -74,6 +74,7 @@ struct TraceStats {
   int events = 0;          // parsed events (kLost markers included)
   int malformed = 0;       // lines that are not a comment, a LOST marker or a known event;
                            // also events on a CPU >= num_cpus and an unreadable "#P:" header
+  int beyond_cpus = 0;     // of the malformed: events on a CPU >= num_cpus
   int other_events = 0;    // well-formed lines of events the replay does not use
   int lost_markers = 0;
   uint64_t lost_events = 0;
@@ -109,6 +110,14 @@ struct TraceDir {
 // trace.txt, a trace.txt with no event at all, or a CPU count that is neither in the header nor
 // in kernel.txt.
 absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path);
+
+// LoadTraceDir's checks on texts already read: trace.txt, tgids.txt, kthreads.txt and
+// kernel.txt (empty for a missing optional file) of the folder `path`, which only names the
+// files in messages. The fuzzers (tests/fuzz) call it.
+absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view trace_text,
+                                       std::string_view tgids_text,
+                                       std::string_view kthreads_text,
+                                       std::string_view kernel_text);
 
 const char* TraceEventKindName(TraceEventKind k);  // "sched_switch", ..., "lost"
 

@@ -79,7 +79,8 @@ abi::GuestImageHeader GoodHeader() {
 
 std::vector<uint8_t> Bytes(const abi::GuestImageHeader& h, size_t size = kCraftedSize) {
   std::vector<uint8_t> bytes(size, 0xcc);
-  std::memcpy(bytes.data(), &h, std::min(size, sizeof h));
+  // Not memcpy: for size 0, data() may be null, which memcpy must not get (UBSan).
+  std::copy_n(reinterpret_cast<const uint8_t*>(&h), std::min(size, sizeof h), bytes.begin());
   return bytes;
 }
 

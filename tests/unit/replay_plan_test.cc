@@ -1096,7 +1096,10 @@ TEST(ReplayPlanTest, MutatedRealTrace) {
           std::swap(m[i], m[i + 1]);
           break;
         case 3:
-          if (size_t p = m[i].find("pid="); p != std::string::npos) m[i].insert(p + 4, "7");
+          // An iterator insert: insert(pos, "7") meets GCC 12's -Wrestrict false positive at -O3.
+          if (size_t p = m[i].find("pid="); p != std::string::npos) {
+            m[i].insert(m[i].begin() + static_cast<std::ptrdiff_t>(p + 4), '7');
+          }
           break;
       }
     }
