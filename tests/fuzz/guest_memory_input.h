@@ -4,9 +4,9 @@
 //   then records up to the end: uint32 gpa, uint16 len, len bytes copied to guest physical
 //   gpa % (the RAM size) (cut at the end of RAM and of the input)
 //
-// Guest RAM is the first 2 MiB: every structure the host reads at a fixed place (BootParams,
-// GuestInfo, MmDirectory, the step-loop records, the mailboxes, the program and its step
-// records) is below the image at 0x200000; the rest is wherever the guest's pointers say.
+// Guest RAM is at most 2 MiB (ram_shrink): every structure the host reads at a fixed place
+// (BootParams, GuestInfo, MmDirectory, the step-loop records, the mailboxes, the program and its
+// step records) is below the image at 0x200000; the rest is wherever the guest's pointers say.
 #ifndef ACTIVEMM_TESTS_FUZZ_GUEST_MEMORY_INPUT_H_
 #define ACTIVEMM_TESTS_FUZZ_GUEST_MEMORY_INPUT_H_
 
