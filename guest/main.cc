@@ -55,10 +55,8 @@ extern "C" [[noreturn]] void guest_main(uint64_t cpu_index, const abi::BootParam
   if (self->cpu == 0) {
     BuildIdt();
     LoadIdt();
-    const uint64_t alloc_end = params->alloc_end_pa != 0 ? params->alloc_end_pa : params->mem_bytes;
-    GUEST_CHECK_VALUES(alloc_end > image_end_pa && alloc_end <= params->mem_bytes, 2, alloc_end,
-                       params->mem_bytes);
-    PageAllocInit(image_end_pa, alloc_end);
+    GUEST_CHECK_VALUES(params->mem_bytes > image_end_pa, 2, params->mem_bytes, image_end_pa);
+    PageAllocInit(image_end_pa, params->mem_bytes);
     guest_info->swapper_pgd_pa = BuildSwapperPgd(params->mem_bytes, image_end_pa);
   }
   // The other CPUs wait in the host (no spinning) until CPU 0 has built the IDT and init_mm.

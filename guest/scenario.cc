@@ -3,6 +3,7 @@
 // verifies at kVerify steps and, with --verify=every-step, after every step.
 #include "guest/apic.h"
 #include "guest/cpu.h"
+#include "guest/hostile.h"
 #include "guest/hypercall.h"
 #include "guest/model.h"
 #include "guest/traps.h"
@@ -12,8 +13,8 @@ namespace activemm::guest {
 namespace {
 
 constinit const abi::ScenarioHeader* header = nullptr;
-constinit const abi::Step* steps = nullptr;
-constinit abi::StepRecord* records = nullptr;  // one per step, for the host
+constinit const abi::Step* steps = nullptr;      // the program's window (kProgramWindow slots)
+constinit abi::StepRecord* records = nullptr;  // one per slot, for the host
 constinit uint32_t next_step = 0;  // the step to execute next; written by the CPU that ran the last
 constinit abi::MmDirectory* directory = nullptr;
 constinit uint32_t block_finished = 0;  // CPUs done with the current parallel block (atomic)
@@ -34,14 +35,19 @@ void Kick(uint32_t cpu) {
   ApicSendIpi(percpu[cpu].apic_id, kVecKick);
 }
 
-// The program's steps and results lie in the window after the header or above the page
-// allocator's end (where the host puts programs that do not fit the window).
-bool InProgramArea(uint64_t pa, uint64_t bytes) {
-  const uint64_t window = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
-  const uint64_t window_end = abi::kScenarioPa + abi::kScenarioBytes;
-  if (pa >= window && pa <= window_end && bytes <= window_end - pa) return true;
-  const uint64_t top = boot_params->alloc_end_pa, ram_end = boot_params->mem_bytes;
-  return top != 0 && pa >= top && pa <= ram_end && bytes <= ram_end - pa;
+// Step i and its record, in the slot the window keeps them in while step i is loaded and not
+// yet finished (shared/mm_abi.h kProgramWindow).
+const abi::Step& StepAt(uint32_t i) { return steps[abi::ProgramSlot(i)]; }
+abi::StepRecord& RecordAt(uint32_t i) { return records[abi::ProgramSlot(i)]; }
+
+// Asks the host for more of the program once fewer than kProgramRefillAhead loaded steps remain
+// from `next` on. Every step before `next` is finished (its record written), so the host may
+// reuse their slots; it reads that bound from arg[0].
+void RefillIfLow(uint32_t next) {
+  const uint32_t loaded = __atomic_load_n(&header->steps_loaded, __ATOMIC_ACQUIRE);
+  if (loaded >= header->num_steps || loaded >= next + abi::kProgramRefillAhead) return;
+  this_cpu()->mailbox->arg[0] = next;
+  Hypercall(abi::Hypercall::kRefill);
 }
 
 // A switch step whose prev is dying: do_task_dead's last __schedule. The task must have gone
@@ -146,17 +152,21 @@ void ExecuteStep(const abi::Step& s) {
 // Hands the program on to step `next`: publishes it and wakes the CPU(s) that execute it.
 void Advance(uint32_t next) {
   directory->steps_done = next;
+  const bool more = next < header->num_steps;
+  // Before next_step is published: the CPUs woken for step `next` (and a parallel block from
+  // it) must find it loaded. The refill's exit orders the host's writes before this CPU's
+  // release below.
+  if (more) RefillIfLow(next);
   // Release: the next CPU must see everything this step wrote before it sees the step index.
   __atomic_store_n(&next_step, next, __ATOMIC_RELEASE);
   const uint32_t me = this_cpu()->cpu;
-  const bool everyone =
-      next >= header->num_steps || steps[next].op == static_cast<uint32_t>(abi::StepOp::kParallel);
-  if (everyone) {
+  const abi::Step* s = more ? &StepAt(next) : nullptr;
+  if (s == nullptr || s->op == static_cast<uint32_t>(abi::StepOp::kParallel)) {
     for (uint32_t c = 0; c < boot_params->num_cpus; ++c) {
       if (c != me) Kick(c);
     }
-  } else if (steps[next].cpu != me) {
-    Kick(steps[next].cpu);
+  } else if (s->cpu != me) {
+    Kick(s->cpu);
   }
 }
 
@@ -186,7 +196,7 @@ uint8_t StepResultBits() {
 void RecordStep(uint32_t i, uint8_t result) {
   PerCpu* self = this_cpu();
   const CpuMmState* rq = this_rq();
-  abi::StepRecord& r = records[i];
+  abi::StepRecord& r = RecordAt(i);
   r.tsc_begin = self->step_tsc;
   r.tsc_end = Rdtsc();
   r.ipi_cpus = self->step_ipi_cpus;
@@ -208,7 +218,7 @@ void FinishStep() {
   RecordStep(self->cur_step, result);
   if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
   const uint32_t i = self->cur_step;
-  const abi::Step& s = steps[i];
+  const abi::Step& s = StepAt(i);
   if (s.flags & abi::kStepVerifyAfter) Verify(abi::kVerifyNoCheck, s.index);
   Advance(i + 1);
 }
@@ -218,10 +228,11 @@ void FinishStep() {
 void ContinueParallel() {
   PerCpu* self = this_cpu();
   for (uint32_t j = self->par_next; j < self->par_end; ++j) {
-    if (steps[j].cpu != self->cpu) continue;
+    const abi::Step& s = StepAt(j);
+    if (s.cpu != self->cpu) continue;
     self->par_next = j + 1;
     BeginStep(j);
-    ExecuteStep(steps[j]);
+    ExecuteStep(s);
     FinishStep();
     return;
   }
@@ -231,7 +242,7 @@ void ContinueParallel() {
   self->par_end = 0;
   if (__atomic_add_fetch(&block_finished, 1, __ATOMIC_ACQ_REL) == boot_params->num_cpus) {
     __atomic_store_n(&block_finished, 0, __ATOMIC_RELAXED);
-    const abi::Step& p = steps[block];
+    const abi::Step& p = StepAt(block);
     if (p.flags & abi::kStepVerifyAfter) Verify(abi::kVerifyNoCheck, p.index);
     Advance(end);
   }
@@ -255,13 +266,15 @@ void WaitForKick(uint32_t seen) {
     }
     const uint32_t i = __atomic_load_n(&next_step, __ATOMIC_ACQUIRE);
     if (i >= header->num_steps) Done(0);
-    const abi::Step& s = steps[i];
+    const abi::Step& s = StepAt(i);
     if (s.op == static_cast<uint32_t>(abi::StepOp::kParallel)) {
       if (self->par_done == i) {  // this CPU's part is done; the others are still at it
         WaitForKick(i);
         continue;
       }
-      GUEST_CHECK_VALUES(s.arg <= header->num_steps - i - 1, 2, uint64_t{i}, uint64_t{s.arg});
+      // The whole block is loaded: Advance left at least kProgramRefillAhead steps ahead.
+      GUEST_CHECK_VALUES(s.arg <= header->num_steps - i - 1 && s.arg < abi::kProgramRefillAhead, 2,
+                         uint64_t{i}, uint64_t{s.arg});
       self->par_done = i;
       self->par_next = i + 1;
       self->par_end = i + 1 + s.arg;
@@ -280,6 +293,7 @@ void WaitForKick(uint32_t seen) {
     if (Bug(abi::MmBug::kStallHalfway) && i >= header->num_steps / 2) {
       for (;;) Pause();  // no progress, no hypercall: only the host's watchdog ends this
     }
+    if (abi::IsHostile(model.bug) && i >= header->num_steps / 2) hostile_guest(model.bug, s.index);
     BeginStep(i);
     ExecuteStep(s);
     FinishStep();
@@ -305,15 +319,12 @@ void RunScenario() {
     GUEST_CHECK_VALUES(header->num_steps > 0 &&
                            header->num_asids >= 1 && header->num_asids <= abi::kMaxAsids,
                        2, uint64_t{header->num_steps}, uint64_t{header->num_asids});
-    const uint64_t n = header->num_steps;
-    const uint64_t record_bytes = n * sizeof(abi::StepRecord);
-    GUEST_CHECK_VALUES(InProgramArea(header->steps_pa, n * sizeof(abi::Step)) &&
-                           InProgramArea(header->results_pa, record_bytes) &&
-                           (header->results_pa >= header->steps_pa + n * sizeof(abi::Step) ||
-                            header->results_pa + record_bytes <= header->steps_pa),
-                       2, header->steps_pa, header->results_pa);
-    steps = static_cast<const abi::Step*>(PhysToVirt(header->steps_pa));
-    records = static_cast<abi::StepRecord*>(PhysToVirt(header->results_pa));
+    // The first window is loaded before the guest starts.
+    GUEST_CHECK_VALUES(header->steps_loaded == header->num_steps ||
+                           header->steps_loaded == abi::kProgramWindow,
+                       2, uint64_t{header->steps_loaded}, uint64_t{header->num_steps});
+    steps = static_cast<const abi::Step*>(PhysToVirt(abi::kProgramStepsPa));
+    records = static_cast<abi::StepRecord*>(PhysToVirt(abi::kProgramRecordsPa));
     model.lazy = static_cast<abi::LazyMode>(header->lazy_mode);
     model.pcid = static_cast<abi::PcidMode>(header->pcid_mode);
     model.num_asids = header->num_asids;

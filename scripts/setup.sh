@@ -18,11 +18,12 @@ case ${1:-} in
 esac
 
 # clang and its compiler-rt (libclang-rt-dev: libclang-rt-14-dev on Debian 12, the runtime of
-# -fsanitize=fuzzer) build the fuzz targets (scripts/fuzz.sh).
+# -fsanitize=fuzzer) build the fuzz targets (scripts/fuzz.sh). trace-cmd: `activemm capture
+# --with trace-cmd` and its tests (docs/replay.md).
 packages=(
   g++ cmake make binutils clang libclang-rt-dev
   libabsl-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-  python3 python3-pytest python3-matplotlib
+  python3 python3-pytest python3-matplotlib trace-cmd
 )
 if [ "$nested" = 1 ]; then
   packages+=(qemu-system-x86 busybox-static kmod xz-utils)

@@ -94,11 +94,8 @@ struct BootParams {
   // The host's boot page table maps physical [0, boot_window_bytes) at kKernelTextBase: the
   // image plus kBootScratchBytes for the tables the guest builds before it has a direct map.
   uint64_t boot_window_bytes;
-  // The page allocator ends here, below a program the host placed at the top of RAM (a
-  // replayed trace can outgrow the window below the image); 0: the end of RAM.
-  uint64_t alloc_end_pa;
 };
-static_assert(sizeof(BootParams) == 64);
+static_assert(sizeof(BootParams) == 56);
 static_assert(offsetof(BootParams, mem_bytes) == 16);
 static_assert(offsetof(BootParams, tsc_khz) == 40);
 static_assert(offsetof(BootParams, boot_window_bytes) == 48);
@@ -137,6 +134,8 @@ enum class Hypercall : uint32_t {
                 // every other vCPU (they are idle between steps), verifies, and resumes them
   kMark = 8,  // begin or end of measurement: arguments in shared/cost_abi.h; the host reads the
               // vCPU's statistics and resumes it at once
+  kRefill = 9,  // the scenario program's window runs low (shared/mm_abi.h kProgramWindow): the
+                // host loads the next steps, raises ScenarioHeader::steps_loaded, and resumes
 };
 
 // arg[0] of a kVerify that belongs to no check of the scenario file: a full verification only

@@ -246,7 +246,23 @@ enum class MmBug : uint32_t {
   // Not bugs: test hooks on the step loop, for the watchdog and interruption tests.
   kSlowSteps = 11,      // every step first spins kSlowStepTscCycles: long runs on any host
   kStallHalfway = 12,   // the CPU of the middle step spins there, interrupts off, forever
+  // Not bugs: a hostile guest (guest/hostile.h), for the tests that the host survives one. At
+  // the middle step the CPU writes garbage into what the host reads, then asks it to verify.
+  kHostileTaskIndex = 13,  // rq->curr, rq->prev_mm, a task's mm and active_mm out of range
+  kHostileMmSlot = 14,     // a live mm slot's mm_struct outside RAM; init_mm's slot state junk
+  kHostileDirectory = 15,  // the model directory's tables outside RAM, its counts at 2^32-1
+  kHostileCounts = 16,     // refcounts at INT32_MAX/MIN, tlb_gen and counters near 2^64
+  kHostilePtSelf = 17,     // a user PML4 entry pointing at its own table page
+  kHostilePtCycle = 18,    // a PDPT entry pointing back at the PML4 above it
+  kHostilePtOutside = 19,  // a user PML4 entry whose table is outside RAM
+  kHostilePgd = 20,        // the model's pgd_pa of an mm outside RAM
+  kHostileCr3 = 21,        // the real CR3 loaded with a root outside RAM
+  kHostileString = 22,     // log and panic strings without a terminator, counts past arrays
+  kHostileFlood = 23,      // hypercalls (log, hello, mark, verify) in a loop, no step done
 };
+inline constexpr bool IsHostile(MmBug b) {
+  return b >= MmBug::kHostileTaskIndex && b <= MmBug::kHostileFlood;
+}
 // About a millisecond on a 2-4 GHz TSC.
 inline constexpr uint64_t kSlowStepTscCycles = 3'000'000;
 
@@ -256,11 +272,11 @@ struct ScenarioHeader {
   uint32_t pcid_mode;  // PcidMode
   uint32_t num_asids;  // 1..kMaxAsids
   uint32_t bug;        // MmBug
-  uint32_t reserved;
-  uint64_t steps_pa;    // Step[num_steps]
-  uint64_t results_pa;  // StepRecord[num_steps], written by the guest
+  // Steps [0, steps_loaded) have been in the window (host -> guest, raised during the run at
+  // each kRefill; see kProgramWindow).
+  uint32_t steps_loaded;
 };
-static_assert(sizeof(ScenarioHeader) == 40);
+static_assert(sizeof(ScenarioHeader) == 24);
 
 // What a step did, written by the CPU that executed it (guest -> host). A replay scores its
 // run steps by them: the real kernel's CR3 loads are known per sched_switch.
@@ -284,16 +300,28 @@ struct StepRecord {
   uint8_t reserved[6];
 };
 static_assert(sizeof(StepRecord) == 48);
-inline constexpr uint64_t kStepBytes = sizeof(Step) + sizeof(StepRecord);
 
-// Where the host puts the program: its header always here, below the image and above the
-// mailboxes; the steps and their results here too when they fit, else at the top of RAM
-// (BootParams::alloc_end_pa keeps the page allocator below them).
+// The program streams through a window below the image: step i lives in slot
+// i % kProgramWindow of the steps and of the records, so a program of any length runs in the
+// same guest RAM. The host fills the window ahead of the guest: at the start with the first
+// kProgramWindow steps, then at each kRefill hypercall with the steps whose slots hold finished
+// ones (every step before MmDirectory::steps_done), after copying out their records. The guest
+// asks for a refill once fewer than kProgramRefillAhead loaded steps remain ahead of it, so a
+// parallel block of up to that many steps is always whole in the window when it starts.
 inline constexpr uint64_t kScenarioPa = 0x100000;
 inline constexpr uint64_t kScenarioBytes = kImageLoadPa - kScenarioPa;
-inline constexpr uint32_t kMaxSteps =
-    static_cast<uint32_t>((kScenarioBytes - sizeof(ScenarioHeader)) / kStepBytes);
+inline constexpr uint32_t kProgramWindow = 8192;  // a power of two: the slot is i & (W - 1)
+inline constexpr uint32_t kProgramRefillAhead = kProgramWindow / 2;
+inline constexpr uint64_t kProgramStepsPa = kScenarioPa + 0x40;
+inline constexpr uint64_t kProgramRecordsPa = kProgramStepsPa + kProgramWindow * sizeof(Step);
+static_assert((kProgramWindow & (kProgramWindow - 1)) == 0);
+static_assert(sizeof(ScenarioHeader) <= kProgramStepsPa - kScenarioPa);
+static_assert(kProgramRecordsPa + kProgramWindow * sizeof(StepRecord) <= kImageLoadPa);
 static_assert(kMailboxPa + kMaxCpus * kMailboxSize <= kScenarioPa);
+// The longest program the host accepts: its steps and records are kept in host memory
+// (88 bytes a step, 2.8 GiB at the limit).
+inline constexpr uint32_t kMaxProgramSteps = 32u << 20;
+inline constexpr uint32_t ProgramSlot(uint32_t step) { return step & (kProgramWindow - 1); }
 
 // Where the guest keeps the model (written into GuestInfo-like directory at kMmDirectoryPa).
 struct MmDirectory {

@@ -30,7 +30,8 @@ enum class PtStatus : uint8_t {
   kHugeInTheWay,   // a huge page covers the address at a level Map or Unmap must descend
   kNotCanonical,   // the virtual address is not canonical
   kMisaligned,     // va or pa not aligned to the page size
-  kBudgetExceeded  // ForEachLeaf visited more entries than allowed
+  kBudgetExceeded,  // ForEachLeaf visited more entries than allowed
+  kLoop             // ForEachLeaf met a table that is also one above it on its path
 };
 
 struct WalkResult {
@@ -153,13 +154,16 @@ class PageTable {
   }
 
   // Calls f(va, leaf, level) for every present leaf mapping inside [va_begin, va_end), in
-  // ascending order. At most `budget` present entries are visited, so a table that points back
-  // at itself cannot make the walk run away. f returns false to stop early.
+  // ascending order. A table that is also a table above it on the walk's path (an entry that
+  // points at its own table, or back at the PML4: a loop) stops the walk with kLoop instead of
+  // being followed; and at most `budget` present entries are visited, so tables shared many
+  // times over cannot make the walk run away either. f returns false to stop early.
   template <typename F>
   PtStatus ForEachLeaf(uint64_t va_begin, uint64_t va_end, uint64_t budget, F&& f) const {
     uint64_t visited = 0;
     bool stop = false;
-    return Visit(root_, 4, 0, va_begin, va_end, budget, visited, stop, f);
+    uint64_t path[4] = {};
+    return Visit(root_, 4, 0, va_begin, va_end, budget, visited, stop, f, path);
   }
 
  private:
@@ -167,9 +171,14 @@ class PageTable {
     return (va & (1ull << 47)) ? (va | 0xffff000000000000ull) : va;
   }
 
+  // path[4 - l] is the table the walk is in at level l, for the levels above `level`.
   template <typename F>
   PtStatus Visit(uint64_t table, int level, uint64_t base, uint64_t lo, uint64_t hi,
-                 uint64_t budget, uint64_t& visited, bool& stop, F& f) const {
+                 uint64_t budget, uint64_t& visited, bool& stop, F& f, uint64_t (&path)[4]) const {
+    for (int above = 0; above < 4 - level; ++above) {
+      if (path[above] == table) return PtStatus::kLoop;
+    }
+    path[4 - level] = table;
     uint64_t* t = mem_.Table(table);
     if (t == nullptr) return PtStatus::kBadTable;
     uint64_t size = LevelSize(level);
@@ -184,7 +193,7 @@ class PageTable {
         if (!f(va, e, level)) stop = true;
         continue;
       }
-      PtStatus s = Visit(e.addr(), level - 1, va, lo, hi, budget, visited, stop, f);
+      PtStatus s = Visit(e.addr(), level - 1, va, lo, hi, budget, visited, stop, f, path);
       if (s != PtStatus::kOk) return s;
     }
     return PtStatus::kOk;
@@ -213,7 +222,9 @@ constexpr const char* PtStatusName(PtStatus s) {
     case PtStatus::kMisaligned:
       return "misaligned address";
     case PtStatus::kBudgetExceeded:
-      return "too many entries (looping tables?)";
+      return "too many entries (tables shared over and over?)";
+    case PtStatus::kLoop:
+      return "loop: a table entry points at its own table or at one above it";
   }
   return "?";
 }

@@ -33,6 +33,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "fmt/core.h"
+#include "vmm/machine_facts.h"
 #include "vmm/trace.h"
 #include "vmm/unique_fd.h"
 
@@ -145,6 +146,22 @@ class TracefsSettings {
         Say(progress_, "warning: could not restore {}: {}", it->first, std::string(s.message()));
       }
     }
+  }
+
+  // Remembers what tracefs file `name` holds, to write it back as it is: a number as Set does,
+  // other files (current_tracer, set_event) their whole text. Once per file.
+  absl::Status Save(const std::string& name) {
+    const std::string path = tracefs_ + "/" + name;
+    if (std::any_of(saved_.begin(), saved_.end(),
+                    [&](const auto& s) { return s.first == path; })) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::string> old = ReadWholeFile(path);
+    if (!old.ok()) return old.status();
+    std::optional<std::string> v = RestoreValue(*old);
+    if (!v.has_value() && name != "buffer_size_kb") v = std::string(Trim(*old));
+    if (v.has_value()) saved_.emplace_back(path, *v);
+    return absl::OkStatus();
   }
 
   // Writes `value` to tracefs file `name` (relative to the mount point), the first time
@@ -594,6 +611,7 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
   if (uname(&u) != 0) return absl::InternalError(absl::StrFormat("uname: %s", Errno(errno)));
   const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
   if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
+  if (absl::Status s = WriteSmallFile(dir + "/machine.txt", ThisMachineFacts()); !s.ok()) return s;
 
   // What was recorded, read back with the replay's own parser.
   absl::StatusOr<std::string> text = ReadWholeFile(dir + "/trace.txt");
@@ -614,6 +632,238 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
   if (st.lost_markers > 0) {
     Say(o.progress,
         "warning: {} [LOST N EVENTS] markers: {} events were dropped; capture again with a "
+        "larger --buffer-kb (now {})",
+        st.lost_markers, st.lost_events, o.buffer_kb);
+  }
+  std::map<TraceEventKind, int> per_kind;
+  for (const TraceEvent& e : trace.events) ++per_kind[e.kind];
+  std::vector<std::string> counts;
+  for (TraceEventKind k : {TraceEventKind::kSwitch, TraceEventKind::kFork, TraceEventKind::kExec,
+                           TraceEventKind::kExit, TraceEventKind::kFlush}) {
+    counts.push_back(absl::StrFormat("%d %s", per_kind[k], TraceEventKindName(k)));
+  }
+  Say(o.progress, "{} lines: {}", st.lines, absl::StrJoin(counts, ", "));
+  return absl::OkStatus();
+}
+
+
+// ---- --with trace-cmd ----
+
+// `name` as execvp() finds it in $PATH; "" when it is not there.
+std::string FindInPath(const std::string& name) {
+  if (name.find('/') != std::string::npos) return IsExecutableFile(name) ? name : "";
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/bin:/usr/bin", ':')) {
+    std::string file = absl::StrCat(dir.empty() ? "." : dir, "/", name);
+    if (IsExecutableFile(file)) return file;
+  }
+  return "";
+}
+
+// Starts `argv` (argv[0] a path) with stdin from /dev/null, stdout to `out` and stderr to
+// `err` (created), in a process group of its own: Ctrl-C at the terminal reaches the command
+// being traced, not the tools around it, which activemm stops itself.
+absl::StatusOr<pid_t> SpawnTool(const std::vector<std::string>& argv, const std::string& out,
+                                const std::string& err) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  UniqueFd in_fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd out_fd(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  UniqueFd err_fd(open(err.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!in_fd.valid() || !out_fd.valid() || !err_fd.valid()) {
+    return absl::InternalError(
+        absl::StrFormat("cannot create %s or %s: %s", out, err, Errno(errno)));
+  }
+  // As RunCommand: the forwarded signals stay blocked until the child has its defaults back.
+  sigset_t forwarded, old_mask;
+  sigemptyset(&forwarded);
+  for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  pthread_sigmask(SIG_BLOCK, &forwarded, &old_mask);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    for (int sig : kForwardedSignals) signal(sig, SIG_DFL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (dup2(in_fd.get(), 0) < 0 || dup2(out_fd.get(), 1) < 0 || dup2(err_fd.get(), 2) < 0) {
+      _exit(126);
+    }
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  const int e = errno;
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  if (pid < 0) return absl::InternalError(absl::StrFormat("fork: %s", Errno(e)));
+  return pid;
+}
+
+absl::StatusOr<int> WaitTool(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return absl::InternalError(absl::StrFormat("waitpid: %s", Errno(errno)));
+  }
+  return status;
+}
+
+// The last lines of a tool's stderr, joined into one ("trace-cmd: Operation not permitted
+// opening to '...'"), for messages.
+std::string ToolError(const std::string& log) {
+  absl::StatusOr<std::string> text = ReadWholeFile(log);
+  if (!text.ok()) return "";
+  std::vector<std::string> lines;
+  for (absl::string_view l : absl::StrSplit(*text, '\n', absl::SkipWhitespace())) {
+    lines.emplace_back(absl::StripAsciiWhitespace(l));
+  }
+  if (lines.size() > 2) lines.erase(lines.begin(), lines.end() - 2);
+  return absl::StrJoin(lines, " ");
+}
+
+// A running `trace-cmd record`, stopped (SIGINT: it writes trace.dat and exits) and waited
+// for when it goes out of scope unless Stop() was called; before the tracefs settings are
+// restored, since it writes tracefs on its way out.
+class TraceCmdRecorder {
+ public:
+  explicit TraceCmdRecorder(pid_t pid) : pid_(pid) {}
+  TraceCmdRecorder(const TraceCmdRecorder&) = delete;
+  TraceCmdRecorder& operator=(const TraceCmdRecorder&) = delete;
+  ~TraceCmdRecorder() {
+    if (pid_ > 0) (void)Stop();
+  }
+  pid_t pid() const { return pid_; }
+  // Its wait status.
+  absl::StatusOr<int> Stop() {
+    const pid_t pid = std::exchange(pid_, 0);
+    kill(pid, SIGINT);
+    return WaitTool(pid);
+  }
+  // Whether it has ended already (then its wait status is in *status).
+  bool Ended(int* status) {
+    if (waitpid(pid_, status, WNOHANG) != pid_) return false;
+    pid_ = 0;
+    return true;
+  }
+
+ private:
+  pid_t pid_;
+};
+
+// The trace through `trace-cmd record`, written into `dir`: trace.dat, and trace.txt made of it
+// by `trace-cmd report -l -N` (-l: the flags column, which tells the CR3 loads; -N: the
+// kernel's own formats). trace-cmd enables the events, sets the buffer and record-tgid, and on
+// its way out clears the buffer and disables every event, leaving the rest as it set it: so
+// `settings` saves first what it changes, and puts it back.
+absl::Status RecordWithTraceCmd(const CaptureOptions& o, const std::string& trace_cmd,
+                                const std::string& dir, TracefsSettings& settings) {
+  const std::string& t = o.tracefs;
+  // tracing_on first: trace-cmd turns it on once it records, which is how we know it does.
+  if (absl::Status s = settings.Set("tracing_on", "0"); !s.ok()) return s;
+  for (const char* file : {"current_tracer", "buffer_size_kb", "options/record-tgid",
+                           "options/function-trace", "set_event"}) {
+    if (absl::Status s = settings.Save(file); !s.ok()) return s;
+  }
+  for (const char* e : kEvents) {
+    const std::string file = absl::StrCat(t, "/events/", e, "/enable");
+    if (access(file.c_str(), F_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s does not exist: this kernel cannot trace %s (trace events need "
+                          "CONFIG_EVENT_TRACING; tlb/tlb_flush is emitted by x86 kernels only)",
+                          file, e));
+    }
+  }
+  const std::string dat = dir + "/trace.dat";
+  const std::string log = dir + "/trace-cmd.log";
+  // -d: leave the function tracer alone (enabling it writes /proc/sys/kernel/ftrace_enabled,
+  // which a container may refuse); --no-filter: trace trace-cmd's own processes too, as the
+  // kernel ran them (by default their CR3 loads would be missing).
+  std::vector<std::string> argv = {trace_cmd, "record", "-d", "--no-filter", "-b",
+                                   std::to_string(o.buffer_kb), "-O", "record-tgid"};
+  for (const char* e : kEvents) {
+    argv.push_back("-e");
+    argv.push_back(absl::StrReplaceAll(e, {{"/", ":"}}));
+  }
+  argv.push_back("-o");
+  argv.push_back(dat);
+  absl::StatusOr<pid_t> pid = SpawnTool(argv, dir + "/trace-cmd.out", log);
+  if (!pid.ok()) return pid.status();
+  TraceCmdRecorder recorder(*pid);
+
+  // Recording once trace-cmd has set tracing_on (after the events and the buffer).
+  constexpr int kStartSeconds = 60;
+  for (int waited_ms = 0;; waited_ms += 10) {
+    int status = 0;
+    if (recorder.Ended(&status)) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s record %s before it recorded: %s", trace_cmd,
+                          DescribeStatus(status), ToolError(log)));
+    }
+    absl::StatusOr<std::string> on = ReadWholeFile(t + "/tracing_on");
+    if (on.ok() && Trim(*on) == "1") break;
+    if (waited_ms >= kStartSeconds * 1000) {
+      return absl::InternalError(absl::StrFormat(
+          "%s record did not start recording within %d s (%s/tracing_on stayed 0): %s",
+          trace_cmd, kStartSeconds, t, ToolError(log)));
+    }
+    usleep(10000);
+  }
+  WarnAboutOtherTracing(t, o.progress);
+  Say(o.progress,
+      "tracing sched and tlb_flush events with trace-cmd ({} KiB buffer per CPU) while "
+      "running: {}",
+      o.buffer_kb, absl::StrJoin(o.argv, " "));
+  if (absl::Status s = PrimeAsids(); !s.ok()) return s;
+  absl::StatusOr<int> status = RunCommand(o.argv);
+  absl::StatusOr<int> recorded = recorder.Stop();
+  if (!status.ok()) return status.status();
+  if (!recorded.ok()) return recorded.status();
+  Say(o.progress, "{} {}{}", o.argv[0], DescribeStatus(*status),
+      *status == 0 ? "" : " (the trace is kept)");
+
+  // trace-cmd record fails on its way out where tracefs refuses it something it resets (e.g.
+  // set_ftrace_filter without function tracing), after trace.dat is written: the report
+  // decides whether that is whole.
+  const std::string report = dir + "/trace-cmd.report";
+  absl::StatusOr<pid_t> reader =
+      SpawnTool({trace_cmd, "report", "-l", "-N", "-i", dat}, report, log);
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<int> read_status = WaitTool(*reader);
+  if (!read_status.ok()) return read_status.status();
+  if (*read_status != 0) {
+    return absl::InternalError(absl::StrFormat(
+        "%s record %s, and `%s report -l -N` cannot read its %s (it %s): %s", trace_cmd,
+        DescribeStatus(*recorded), trace_cmd, dat, DescribeStatus(*read_status),
+        ToolError(log)));
+  }
+  if (*recorded != 0) {
+    Say(o.progress, "warning: {} record {} ({}); its trace.dat reads back whole", trace_cmd,
+        DescribeStatus(*recorded), ToolError(log));
+  }
+  if (absl::Status s = CopyTrace(report, dir + "/trace.txt"); !s.ok()) return s;
+  for (const std::string& f : {report, log, dir + "/trace-cmd.out"}) unlink(f.c_str());
+
+  absl::StatusOr<std::string> tgids = ReadWholeFile(t + "/saved_tgids");
+  if (!tgids.ok()) {
+    Say(o.progress, "warning: {}; tgids.txt is empty", std::string(tgids.status().message()));
+    tgids = std::string();
+  }
+  if (absl::Status s = WriteSmallFile(dir + "/tgids.txt", *tgids); !s.ok()) return s;
+  if (absl::Status s = WriteSmallFile(dir + "/kthreads.txt", KernelThreads()); !s.ok()) return s;
+  struct utsname u;
+  if (uname(&u) != 0) return absl::InternalError(absl::StrFormat("uname: %s", Errno(errno)));
+  const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
+  if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
+  if (absl::Status s = WriteSmallFile(dir + "/machine.txt", ThisMachineFacts()); !s.ok()) return s;
+
+  absl::StatusOr<std::string> text = ReadWholeFile(dir + "/trace.txt");
+  if (!text.ok()) return text.status();
+  const Trace trace = ParseTrace(*text);
+  const TraceStats& st = trace.stats;
+  if (trace.format != TraceFormat::kTraceCmd || trace.num_cpus == 0) {
+    Say(o.progress, "warning: `{} report` wrote no 'cpus=N' first line: replay will not read it",
+        trace_cmd);
+  }
+  if (st.lost_markers > 0) {
+    Say(o.progress,
+        "warning: {} [EVENTS DROPPED] markers: {} events were dropped; capture again with a "
         "larger --buffer-kb (now {})",
         st.lost_markers, st.lost_events, o.buffer_kb);
   }
@@ -683,6 +933,16 @@ absl::Status CaptureTrace(const CaptureOptions& o) {
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   if (absl::Status s = CheckOutDir(out); !s.ok()) return s;
   if (absl::Status s = CheckCommand(o.argv[0]); !s.ok()) return s;
+  std::string trace_cmd;
+  if (o.tool == CaptureTool::kTraceCmd) {
+    trace_cmd = FindInPath(o.trace_cmd);
+    if (trace_cmd.empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--with trace-cmd: %s is not installed (not in PATH): install it (Debian, Ubuntu: "
+          "apt-get install trace-cmd) or capture without --with trace-cmd",
+          o.trace_cmd));
+    }
+  }
   if (geteuid() != 0) {
     return absl::PermissionDeniedError("needs root to write tracefs (run it with sudo)");
   }
@@ -729,7 +989,10 @@ absl::Status CaptureTrace(const CaptureOptions& o) {
   {
     ScopedSignalForwarding forward;
     TracefsSettings settings(o.tracefs, o.progress);
-    if (absl::Status s = Record(o, tmp.path(), settings); !s.ok()) {
+    absl::Status s = o.tool == CaptureTool::kTraceCmd
+                         ? RecordWithTraceCmd(o, trace_cmd, tmp.path(), settings)
+                         : Record(o, tmp.path(), settings);
+    if (!s.ok()) {
       // The files as the user knows them: in OUT_DIR, not in the temporary folder (removed).
       return absl::Status(s.code(), absl::StrReplaceAll(s.message(), {{tmp.path(), out}}));
     }
@@ -748,7 +1011,8 @@ absl::Status CaptureTrace(const CaptureOptions& o) {
   if (UniqueFd d(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)); d.valid()) {
     fsync(d.get());  // the rename itself survives a crash
   }
-  Say(o.progress, "wrote {}/: trace.txt, tgids.txt, kthreads.txt, kernel.txt", out);
+  Say(o.progress, "wrote {}/: {}trace.txt, tgids.txt, kthreads.txt, kernel.txt, machine.txt", out,
+      o.tool == CaptureTool::kTraceCmd ? "trace.dat, " : "");
   return absl::OkStatus();
 }
 

@@ -21,11 +21,19 @@ inline constexpr const char* kDefaultTracefs = "/sys/kernel/tracing";
 inline constexpr int kDefaultCaptureBufferKb = 16384;  // KiB per CPU, as capture-trace.sh
 inline constexpr int kMaxCaptureBufferKb = 1 << 20;    // 1 GiB per CPU: more is surely a typo
 
+// What records the trace (`capture --with`).
+enum class CaptureTool {
+  kTracefs,   // activemm itself, through tracefs: trace.txt is tracefs's `trace` file
+  kTraceCmd,  // `trace-cmd record`: trace.dat, and trace.txt is `trace-cmd report -l -N` of it
+};
+
 struct CaptureOptions {
   std::string out_dir;                      // must not exist, or be an empty directory
   std::vector<std::string> argv;            // the command; argv[0] is looked up in $PATH
   int buffer_kb = kDefaultCaptureBufferKb;  // ring buffer per CPU
   std::string tracefs = kDefaultTracefs;    // tests point this at a fake directory
+  CaptureTool tool = CaptureTool::kTracefs;
+  std::string trace_cmd = "trace-cmd";      // kTraceCmd: the program, looked up in $PATH
   std::FILE* progress = nullptr;            // one-line status messages and warnings; nullptr: none
 };
 
@@ -33,7 +41,12 @@ struct CaptureOptions {
 // status does not make this fail (it is reported through o.progress). Every tracefs setting it
 // changes is put back as it was, on every path out.
 //
-// Errors: InvalidArgument for a bad option or a command that cannot be run, AlreadyExists when
+// With CaptureTool::kTraceCmd, `trace-cmd record` records instead (while activemm runs the
+// command), trace.dat is kept and trace.txt is its `trace-cmd report -l -N`; the tracefs
+// settings trace-cmd changes (and does not put back) are restored all the same.
+//
+// Errors: InvalidArgument for a bad option or a command that cannot be run (or trace-cmd that
+// is not installed), AlreadyExists when
 // o.out_dir is in the way, PermissionDenied without root; anything else is a host problem
 // (tracefs, I/O).
 absl::Status CaptureTrace(const CaptureOptions& o);

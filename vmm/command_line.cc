@@ -85,7 +85,9 @@ std::string ExpectedInt(const FlagSpec& spec) {
 
 std::string ChoiceNames(const FlagSpec& spec) {
   std::vector<std::string> names;
-  for (const FlagChoice& c : spec.choices) names.push_back(c.name);
+  for (const FlagChoice& c : spec.choices) {
+    if (!c.test_hook) names.push_back(c.name);
+  }
   return JoinList(names, "or");
 }
 
@@ -493,12 +495,25 @@ std::string CommandLine::FlagLines(std::string_view command) const {
     AppendWrapped(&out, text, kFlagColumn, kFlagColumn);
     if (!described_choices) continue;
     size_t width = 0;
-    for (const FlagChoice& c : f.choices) width = std::max(width, c.name.size());
+    std::vector<std::string> hooks;
     for (const FlagChoice& c : f.choices) {
+      if (!c.test_hook) width = std::max(width, c.name.size());
+    }
+    for (const FlagChoice& c : f.choices) {
+      if (c.test_hook) {
+        hooks.push_back(c.name);
+        continue;
+      }
       std::string line(kChoiceIndent, ' ');
       absl::StrAppend(&line, c.name, std::string(width - c.name.size() + 2, ' '));
       out += line;
       AppendWrapped(&out, c.help, line.size(), line.size());
+    }
+    if (!hooks.empty()) {
+      const std::string line(kChoiceIndent, ' ');
+      out += line;
+      AppendWrapped(&out, absl::StrCat("test hooks, not for users: ", absl::StrJoin(hooks, ", ")),
+                    line.size(), line.size());
     }
   }
   return out;

@@ -32,6 +32,9 @@ enum class FlagKind {
 struct FlagChoice {
   std::string name = {};  // as typed: "every-step"
   std::string help = {};  // what it means; "" lists the choice by name only
+  // A test hook, not a user's choice: accepted, but the help names it only on one "test hooks"
+  // line after the choices, and the error for an unknown value leaves it out.
+  bool test_hook = false;
 };
 
 // One row of the flag table: a flag as users type it, for the commands that take it. A flag may

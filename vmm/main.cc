@@ -55,6 +55,7 @@ struct Named {
   const char* name;
   T value;
   const char* help;
+  bool test_hook = false;  // FlagChoice::test_hook: named on the help's "test hooks" line only
 };
 
 // --inject for selftest: a guest failure planted on purpose (shared/abi.h Inject).
@@ -96,6 +97,29 @@ constexpr Named<abi::MmBug> kMmBugs[] = {
      "not a bug, for tests: every step first spins about 1 ms, so a long program takes long"},
     {"stall", abi::MmBug::kStallHalfway,
      "not a bug, for tests: the guest stops making progress at the middle step (watchdog)"},
+    // A hostile guest (guest/hostile.h; docs/architecture.md "A hostile guest"): at the middle
+    // step the guest corrupts what the host reads, to test that the host reports it and
+    // survives. Test hooks, not bugs of the model.
+    {"hostile-task-index", abi::MmBug::kHostileTaskIndex,
+     "task and mm indices out of range in a run-queue and a task", true},
+    {"hostile-mm-slot", abi::MmBug::kHostileMmSlot,
+     "an mm slot whose mm_struct is outside RAM, and a slot in no known state", true},
+    {"hostile-directory", abi::MmBug::kHostileDirectory,
+     "the model directory points outside RAM", true},
+    {"hostile-counts", abi::MmBug::kHostileCounts,
+     "refcounts at INT32_MAX/MIN, tlb_gen and counters near 2^64", true},
+    {"hostile-pt-self", abi::MmBug::kHostilePtSelf,
+     "a PML4 entry pointing at its own table page", true},
+    {"hostile-pt-cycle", abi::MmBug::kHostilePtCycle,
+     "a PDPT entry pointing back at the PML4 above it", true},
+    {"hostile-pt-outside", abi::MmBug::kHostilePtOutside,
+     "a PML4 entry whose table is outside RAM", true},
+    {"hostile-pgd", abi::MmBug::kHostilePgd, "an mm's pgd_pa outside RAM", true},
+    {"hostile-cr3", abi::MmBug::kHostileCr3, "the real CR3 loaded with a root outside RAM", true},
+    {"hostile-string", abi::MmBug::kHostileString,
+     "log and panic strings without a terminator, counts past their arrays", true},
+    {"hostile-flood", abi::MmBug::kHostileFlood,
+     "hypercalls in a loop and no step done (watchdog)", true},
 };
 
 // --lazy-tlb (shared/mm_abi.h LazyMode).
@@ -110,7 +134,7 @@ constexpr Named<abi::LazyMode> kLazyModes[] = {
 template <typename T, size_t N>
 std::vector<FlagChoice> Choices(const Named<T> (&table)[N]) {
   std::vector<FlagChoice> out;
-  for (const Named<T>& n : table) out.push_back({n.name, n.help});
+  for (const Named<T>& n : table) out.push_back({n.name, n.help, n.test_hook});
   return out;
 }
 
@@ -281,7 +305,7 @@ const CommandLine& Grammar() {
          .default_value = "2000",
          .help = "model steps to generate",
          .min = 1,
-         .max = 30000},
+         .max = 1000000},
         {.name = "lazy-tlb",
          .kind = FlagKind::kChoice,
          .value_name = "MODE",
@@ -444,6 +468,16 @@ const CommandLine& Grammar() {
          .commands = {"capture"},
          .default_value = kDefaultTracefs,
          .help = "advanced: where capture finds (or mounts) tracefs; tests point it elsewhere"},
+        {.name = "with",
+         .kind = FlagKind::kChoice,
+         .value_name = "TOOL",
+         .commands = {"capture"},
+         .default_value = "tracefs",
+         .help = "what records the trace (docs/replay.md, trace-cmd)",
+         .choices = {{"tracefs", "activemm itself: trace.txt is tracefs's trace file"},
+                     {"trace-cmd",
+                      "trace-cmd record (Debian package trace-cmd): trace.dat, and trace.txt "
+                      "its trace-cmd report -l -N"}}},
     };
     return new CommandLine(
         {.program = "activemm",
@@ -737,6 +771,40 @@ absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, Scenar
   return kvm;
 }
 
+// What the replay takes the traced kernel to be, where the user's flags leave it open: PCID
+// used or not (without it every CR3 load flushes), and its lazy-TLB flavour, from machine.txt
+// (activemm capture writes it), else assumed. Returns the sentence the report prints.
+std::string ConfigureForTracedMachine(const ParsedCommandLine& cl, const MachineFacts& m,
+                                      ScenarioRunOptions* ro) {
+  std::string pcid;
+  if (cl.Has("pcid")) {
+    pcid = absl::StrFormat("PCID %s (--pcid)", PcidModeName(ro->pcid));
+  } else if (!m.present || !m.kernel_pcid.has_value()) {
+    pcid = absl::StrFormat(
+        "PCID assumed used (no machine.txt says otherwise; --pcid=off replays a kernel without "
+        "it), replayed %s",
+        PcidModeName(ro->pcid));
+  } else if (!*m.kernel_pcid) {
+    ro->pcid = abi::PcidMode::kOff;
+    pcid = absl::StrFormat("PCID not used (machine.txt: cpu_pcid %s, boot_nopcid %s), replayed off",
+                           m.cpu_pcid.value_or(false) ? "yes" : "no",
+                           m.boot_nopcid.value_or(false) ? "yes" : "no");
+  } else {
+    pcid = absl::StrFormat("PCID used (machine.txt), replayed %s", PcidModeName(ro->pcid));
+  }
+  std::string lazy;
+  if (cl.Has("lazy-tlb")) {
+    lazy = absl::StrFormat("lazy TLB %s (--lazy-tlb)", LazyModeName(ro->lazy));
+  } else if (m.lazy_tlb == "shootdown") {
+    ro->lazy = abi::LazyMode::kShootdown;
+    lazy = "lazy TLB shootdown (machine.txt)";
+  } else {
+    lazy = absl::StrFormat("lazy TLB %s (%s)", LazyModeName(ro->lazy),
+                           m.lazy_tlb == "refcount" ? "machine.txt" : "assumed: x86 refcounts");
+  }
+  return pcid + "; " + lazy;
+}
+
 // `replay DIR`: a real trace on the emulator, scored against the traced kernel's CR3 loads.
 int ReplayCommand(const ParsedCommandLine& cl) {
   if (cl.args.empty()) return UsageError(cl, "replay: no trace folder given (activemm replay DIR)");
@@ -758,12 +826,14 @@ int ReplayCommand(const ParsedCommandLine& cl) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
   }
+  const std::string traced_machine = ConfigureForTracedMachine(cl, dir->machine, &o.run);
   absl::StatusOr<ReplayResult> r = RunReplay(**kvm, *dir, o);
   if (InterruptSignal() != 0) return Interrupted();
   if (!r.ok()) {
     fmt::print(stderr, "activemm: {}\n", std::string(r.status().message()));
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
   }
+  r->traced_machine = traced_machine;
   const bool ok = r->report.ok();
   const KvmHost host = ProbeKvmHost(**kvm);
   fmt::print(ok ? stdout : stderr, "{}host: {}\n", FormatReplay(*dir, *r), host.Summary());
@@ -953,6 +1023,7 @@ int Capture(const ParsedCommandLine& cl) {
   o.argv = cl.after_dashes;
   o.buffer_kb = static_cast<int>(cl.Int("buffer-kb"));
   o.tracefs = cl.String("tracefs");
+  o.tool = cl.String("with") == "trace-cmd" ? CaptureTool::kTraceCmd : CaptureTool::kTracefs;
   o.progress = stderr;  // the command's stdout stays its own
   absl::Status s = CaptureTrace(o);
   if (!s.ok()) {

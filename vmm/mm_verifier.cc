@@ -65,22 +65,24 @@ std::vector<Violation> MmVerifier::VerifyAll(GuestMemory& mem, const ModelSnapsh
 
 void MmVerifier::CheckReferences(const ModelSnapshot& s, std::vector<Violation>& out) const {
   const int32_t num_mms = static_cast<int32_t>(s.mms.size());
-  auto check_ref = [&](const std::string& who, const char* field, int32_t slot) {
+  // `who` names the holder only when there is something to report: this runs after every step
+  // of a long run, over every task it ever had.
+  auto check_ref = [&](auto who, const char* field, int32_t slot) {
     if (slot == abi::kNoMm) return;
     if (slot < 0 || slot >= num_mms || s.mms[slot].state == abi::SlotState::kUnused) {
-      out.push_back({"reference", absl::StrFormat("%s: %s is %d, not an mm", who, field, slot)});
+      out.push_back({"reference", absl::StrFormat("%s: %s is %d, not an mm", who(), field, slot)});
     } else if (s.Freed(slot)) {
-      out.push_back({"use-after-free", absl::StrFormat("%s: %s is mm %s, which was freed", who,
+      out.push_back({"use-after-free", absl::StrFormat("%s: %s is mm %s, which was freed", who(),
                                                        field, MmName(slot))});
     }
   };
   for (int32_t i = 0; i < static_cast<int32_t>(s.tasks.size()); ++i) {
     const abi::TaskStruct& t = s.tasks[i];
-    const std::string who = "task " + TaskName(i);
+    auto who = [&] { return "task " + TaskName(i); };
     if (t.state == static_cast<uint32_t>(abi::TaskState::kDead)) {
       if (t.mm != abi::kNoMm || t.active_mm != abi::kNoMm) {
-        out.push_back({"exit", absl::StrFormat("%s exited but still has mm %d, active_mm %d", who,
-                                               t.mm, t.active_mm)});
+        out.push_back({"exit", absl::StrFormat("%s exited but still has mm %d, active_mm %d",
+                                               who(), t.mm, t.active_mm)});
       }
       continue;
     }
@@ -88,14 +90,14 @@ void MmVerifier::CheckReferences(const ModelSnapshot& s, std::vector<Violation>&
     check_ref(who, "mm", t.mm);
     check_ref(who, "active_mm", t.active_mm);
     if (t.mm != abi::kNoMm && t.active_mm != t.mm) {
-      out.push_back({"active_mm", absl::StrFormat("%s owns mm %s but its active_mm is %s", who,
+      out.push_back({"active_mm", absl::StrFormat("%s owns mm %s but its active_mm is %s", who(),
                                                   MmName(t.mm), MmName(t.active_mm))});
     }
   }
   for (int c = 0; c < static_cast<int>(s.cpus.size()); ++c) {
     const abi::CpuMmState& cpu = s.cpus[c];
     const std::string who = absl::StrFormat("CPU %d", c);
-    check_ref(who, "cpu_tlbstate.loaded_mm", cpu.loaded_mm);
+    check_ref([&] { return who; }, "cpu_tlbstate.loaded_mm", cpu.loaded_mm);
     if (cpu.prev_mm != abi::kNoMm) {
       out.push_back({"prev_mm", absl::StrFormat("%s: rq->prev_mm is still %s between steps "
                                                 "(finish_task_switch did not drop it)",
@@ -127,26 +129,36 @@ void MmVerifier::CheckRefcounts(const ModelSnapshot& s, std::vector<Violation>& 
   // init_mm (slot 0) follows the same mm_count rule: its idle tasks and the kernel threads
   // that borrow it hold lazy references, and its own users count as one. Only its mm_users is
   // not derived from tasks (no task owns init_mm), and borrowing it is what lazy-off does.
-  for (int32_t slot = 0; slot < static_cast<int32_t>(s.mms.size()); ++slot) {
-    if (!s.Live(slot)) continue;
-    const abi::MmStruct& mm = s.mms[slot].mm;
-    const bool init = slot == abi::kInitMm;
-    int users = 0, lazy = 0, holds = 0, parked = 0;
-    std::vector<std::string> borrowers;
-    for (int32_t i = 0; i < static_cast<int32_t>(s.tasks.size()); ++i) {
-      const abi::TaskStruct& t = s.tasks[i];
-      if (!Alive(t)) continue;
-      if (t.mm == slot) {
-        if (t.flags & abi::kPfUsingMm) {
-          ++holds;
-        } else {
-          ++users;
-        }
-      } else if (t.mm == abi::kNoMm && t.active_mm == slot) {
-        ++lazy;
-        borrowers.push_back(TaskName(i));
-      }
+  // What the tasks hold, per slot, in one pass over them (a long run has thousands of tasks and
+  // mms, and this runs after every step).
+  struct Holders {
+    int users = 0, lazy = 0, holds = 0;
+  };
+  const int32_t num_mms = static_cast<int32_t>(s.mms.size());
+  std::vector<Holders> held(num_mms);
+  for (const abi::TaskStruct& t : s.tasks) {
+    if (!Alive(t)) continue;
+    if (t.mm >= 0 && t.mm < num_mms) {
+      ++((t.flags & abi::kPfUsingMm) ? held[t.mm].holds : held[t.mm].users);
+    } else if (t.mm == abi::kNoMm && t.active_mm >= 0 && t.active_mm < num_mms) {
+      ++held[t.active_mm].lazy;
     }
+  }
+  for (int32_t slot = 0; slot < num_mms; ++slot) {
+    if (!s.Live(slot)) continue;
+    const abi::MmStruct& mm = s.Mm(slot);
+    const bool init = slot == abi::kInitMm;
+    int users = held[slot].users, parked = 0;
+    const int lazy = held[slot].lazy, holds = held[slot].holds;
+    // Named only for a report.
+    auto borrowers = [&] {
+      std::vector<std::string> names;
+      for (int32_t i = 0; i < static_cast<int32_t>(s.tasks.size()); ++i) {
+        const abi::TaskStruct& t = s.tasks[i];
+        if (Alive(t) && t.mm == abi::kNoMm && t.active_mm == slot) names.push_back(TaskName(i));
+      }
+      return names;
+    };
     for (const abi::CpuMmState& c : s.cpus) parked += c.prev_mm == slot;
     if (init) users = mm.mm_users;
     if (mm.mm_users != users) {
@@ -156,7 +168,7 @@ void MmVerifier::CheckRefcounts(const ModelSnapshot& s, std::vector<Violation>& 
     if (!init && config_.lazy == abi::LazyMode::kOff && lazy > 0) {
       out.push_back(
           {"lazy-tlb-off", absl::StrFormat("mm %s is borrowed by %s with lazy TLB off",
-                                           MmName(slot), absl::StrJoin(borrowers, ", "))});
+                                           MmName(slot), absl::StrJoin(borrowers(), ", "))});
     }
     const int want = (users > 0) + (lazy_refs ? lazy + parked : 0) + holds;
     if (mm.mm_count != want) {
@@ -167,7 +179,7 @@ void MmVerifier::CheckRefcounts(const ModelSnapshot& s, std::vector<Violation>& 
                "lazy borrowers %d%s + parked rq->prev_mm %d + "
                "kthread_use_mm holds %d",
                MmName(slot), mm.mm_count, want, users > 0 ? 1 : 0, lazy_refs ? lazy : 0,
-               borrowers.empty() || !lazy_refs ? "" : " (" + absl::StrJoin(borrowers, ", ") + ")",
+               lazy == 0 || !lazy_refs ? "" : " (" + absl::StrJoin(borrowers(), ", ") + ")",
                lazy_refs ? parked : 0, holds)});
     }
     if (mm.mm_users > 0 && mm.mm_count < 1) {
@@ -186,7 +198,7 @@ void MmVerifier::CheckCpus(const ModelSnapshot& s, const std::vector<kvm_sregs>&
     const abi::CpuMmState& cpu = s.cpus[c];
     const int32_t loaded = cpu.loaded_mm;
     if (!s.Live(loaded)) continue;  // reported by CheckReferences
-    const abi::MmStruct& mm = s.mms[loaded].mm;
+    const abi::MmStruct& mm = s.Mm(loaded);
     if (loaded != abi::kInitMm && !cpu.is_lazy && !(mm.cpumask & (1ull << c))) {
       out.push_back({"mm_cpumask",
                      absl::StrFormat("CPU %d has mm %s loaded and is not lazy, but is not in its "
@@ -238,7 +250,7 @@ void MmVerifier::CheckPageTables(GuestMemory& mem, const ModelSnapshot& s,
   std::vector<uint64_t> words(x86::kPageSize / 8);
   for (int32_t slot = 0; slot < static_cast<int32_t>(s.mms.size()); ++slot) {
     if (!s.Live(slot)) continue;
-    const abi::MmStruct& mm = s.mms[slot].mm;
+    const abi::MmStruct& mm = s.Mm(slot);
     const std::string name = MmName(slot);
     const uint64_t* pgd = mem.Table(mm.pgd_pa);
     if (pgd == nullptr) {
@@ -406,8 +418,8 @@ std::vector<Violation> MmVerifier::Evaluate(const HostCheck& check, const ModelS
     fail(absl::StrFormat("%s is %s, expected %s", subject, freed ? "freed" : "not freed",
                          *check.freed ? "freed" : "not freed"));
   }
-  const int64_t users = freed ? 0 : s.mms[slot].mm.mm_users;
-  const int64_t count = freed ? 0 : s.mms[slot].mm.mm_count;
+  const int64_t users = freed ? 0 : s.Mm(slot).mm_users;
+  const int64_t count = freed ? 0 : s.Mm(slot).mm_count;
   if (!freed && !s.Live(slot)) {
     fail(subject + " is not readable");
     return out;

@@ -3,8 +3,16 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "vmm/scenario.h"
 
 namespace activemm {
+namespace {
+
+// More events of one kind on one CPU than any run can have (2^48: over three days at a billion
+// a second): a counter beyond it is garbage, and sums of such counters would overflow.
+constexpr uint64_t kMaxPlausibleCount = uint64_t{1} << 48;
+
+}  // namespace
 
 absl::StatusOr<ModelSnapshot> ReadModel(const GuestMemory& mem, int cpus, int num_tasks,
                                         int num_mms) {
@@ -27,6 +35,15 @@ absl::StatusOr<ModelSnapshot> ReadModel(const GuestMemory& mem, int cpus, int nu
   if (!st.ok()) {
     return absl::DataLossError(
         absl::StrFormat("the guest's model directory points outside RAM: %s", st.message()));
+  }
+  for (int c = 0; c < cpus; ++c) {
+    for (int i = 0; i < abi::kNumMmCounters; ++i) {
+      const uint64_t v = CounterValue(s.cpus[c].counters, i);
+      if (v <= kMaxPlausibleCount) continue;
+      s.problems.push_back(absl::StrFormat("CPU %d: counter %s is %#x, more than any run counts",
+                                           c, MmCounterNames()[i], v));
+      break;  // one per CPU: a garbage counter page would flood the report
+    }
   }
   s.mms.resize(num_mms);
   for (int i = 0; i < num_mms; ++i) {
@@ -63,7 +80,8 @@ absl::StatusOr<ModelSnapshot> ReadModel(const GuestMemory& mem, int cpus, int nu
                                            abi::kMaxUserPages));
       mm->nr_pages = abi::kMaxUserPages;
     }
-    v.mm = *mm;
+    v.mm_index = static_cast<uint32_t>(s.mm_structs.size());
+    s.mm_structs.push_back(*mm);
     v.readable = true;
   }
   return s;
@@ -78,7 +96,12 @@ uint64_t CounterValue(const abi::MmCounters& c, int index) {
 abi::MmCounters TotalCounters(const ModelSnapshot& s) {
   uint64_t total[abi::kNumMmCounters] = {};
   for (const abi::CpuMmState& c : s.cpus) {
-    for (int i = 0; i < abi::kNumMmCounters; ++i) total[i] += CounterValue(c.counters, i);
+    for (int i = 0; i < abi::kNumMmCounters; ++i) {
+      // Saturating: counters come from the guest (ReadModel reports implausible ones).
+      if (__builtin_add_overflow(total[i], CounterValue(c.counters, i), &total[i])) {
+        total[i] = UINT64_MAX;
+      }
+    }
   }
   abi::MmCounters out;
   std::memcpy(&out, total, sizeof out);

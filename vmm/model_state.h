@@ -19,11 +19,14 @@ struct MmView {
   abi::SlotState state = abi::SlotState::kUnused;
   uint64_t pa = 0;
   bool readable = false;  // live, inside RAM and with the mm magic
-  abi::MmStruct mm{};     // valid when readable
+  uint32_t mm_index = 0;  // when readable: its mm_struct in ModelSnapshot::mm_structs
 };
 
 struct ModelSnapshot {
   std::vector<MmView> mms;             // by slot, [0, num_mms)
+  // The live mms' mm_structs (2 KiB each), apart: a long run has thousands of freed slots, and
+  // a snapshot is taken after every step with --verify=every-step.
+  std::vector<abi::MmStruct> mm_structs;
   std::vector<abi::TaskStruct> tasks;  // by index, [0, num_tasks)
   std::vector<abi::CpuMmState> cpus;   // by CPU
   std::vector<std::string> problems;   // structural problems found while reading
@@ -31,6 +34,11 @@ struct ModelSnapshot {
   bool Live(int32_t slot) const {
     return slot >= 0 && slot < static_cast<int32_t>(mms.size()) &&
            mms[slot].state == abi::SlotState::kLive && mms[slot].readable;
+  }
+  // The mm_struct of a readable slot; all zero for any other.
+  const abi::MmStruct& Mm(int32_t slot) const {
+    static const abi::MmStruct kNone{};
+    return Live(slot) ? mm_structs[mms[slot].mm_index] : kNone;
   }
   bool Freed(int32_t slot) const {
     return slot >= 0 && slot < static_cast<int32_t>(mms.size()) &&

@@ -191,6 +191,7 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
   absl::StrAppendFormat(&out, "replay of %s (%s, %d CPUs)\n", dir.path,
                         dir.kernel_release.empty() ? "kernel release unknown" : dir.kernel_release,
                         dir.trace.num_cpus);
+  if (!r.traced_machine.empty()) absl::StrAppendFormat(&out, "traced machine: %s\n", r.traced_machine);
   absl::StrAppendFormat(&out,
                         "trace: %d lines, %d events, %d malformed, %d other events, %d lost-event "
                         "markers (%d events lost)\n",
@@ -316,6 +317,7 @@ std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost
   const ReplayPlanStats& p = r.plan.stats;
   nlohmann::json j;
   j["trace"] = dir.path;
+  j["traced_machine"] = r.traced_machine;
   j["kernel"] = dir.kernel_release;
   j["cpus"] = dir.trace.num_cpus;
   j["host"] = host.Json();

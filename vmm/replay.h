@@ -61,6 +61,9 @@ struct ReplayResult {
   std::vector<SwitchOutcome> outcomes;  // parallel to plan.switches
   ReplayScore score;
   double seconds = 0;  // wall time of the guest run
+  // How the traced kernel's PCID use and lazy-TLB flavour were decided: by a flag, by the
+  // folder's machine.txt, or assumed (said so, for a folder without one).
+  std::string traced_machine;
 };
 
 struct ReplayOptions {

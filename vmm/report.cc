@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "fmt/core.h"
@@ -182,8 +183,12 @@ std::string Saved(int64_t mode, int64_t off) {
   return fmt::format("costs {}", -saved);
 }
 
+// A total as int64_t, clamped to INT64_MAX (the counters come from the guest): the difference
+// of two is then never out of range.
 int64_t Total(const ScenarioReport* r, int counter) {
-  return r == nullptr ? 0 : static_cast<int64_t>(CounterValue(r->totals, counter));
+  if (r == nullptr) return 0;
+  return static_cast<int64_t>(
+      std::min<uint64_t>(CounterValue(r->totals, counter), std::numeric_limits<int64_t>::max()));
 }
 
 }  // namespace

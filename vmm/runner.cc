@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "fmt/core.h"
+#include "shared/x86.h"
 #include "vmm/guest_report.h"
 #include "vmm/interrupt.h"
 
@@ -18,6 +19,8 @@ namespace activemm {
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
+// Guest log lines a run keeps; the rest are counted (a guest may log in a loop).
+constexpr size_t kMaxLogLines = 1000;
 
 // The kick signal only has to interrupt KVM_RUN (EINTR): its handler does nothing. Installed
 // without SA_RESTART so the ioctl is not transparently restarted.
@@ -63,7 +66,8 @@ Runner::Runner(Vm& vm, RunOptions options)
       checkpoint_sregs_(n_),
       at_checkpoint_(n_, false),
       pause_sregs_(n_),
-      pause_present_(n_, false) {}
+      pause_present_(n_, false),
+      hello_seen_(n_, false) {}
 
 RunResult Runner::Run() {
   InstallKickHandler();
@@ -93,9 +97,10 @@ RunResult Runner::Run() {
       }
       if (options_.progress) {
         const uint64_t seen = options_.progress();
-        if (seen != last_seen) {
+        if (seen > last_seen) {
           last_seen = seen;
           last_progress_ = Clock::now();
+          hypercalls_without_progress_ = 0;
         }
       }
       if (Clock::now() - last_progress_ > timeout) {
@@ -109,16 +114,21 @@ RunResult Runner::Run() {
 
   std::lock_guard<std::mutex> l(mu_);
   if (result_.outcome == Outcome::kWatchdog) result_.report = WatchdogReport();
+  if (log_dropped_ > 0) {
+    result_.log.push_back(absl::StrFormat("(%d more guest log lines dropped: the host keeps %d)",
+                                          log_dropped_, kMaxLogLines));
+  }
   result_.vcpus = state_;
   result_.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result_;
 }
 
 std::string Runner::WatchdogReport() {
+  // With a progress probe, hypercalls are no progress (a flood of them is counted below).
   std::string r = absl::StrFormat(
-      "watchdog: the guest made no progress (no hypercall from any CPU%s) for %s; it was stopped. "
-      "Where each vCPU was:",
-      options_.progress ? ", no step completed" : "", absl::FormatDuration(options_.timeout));
+      "watchdog: the guest made no progress (%s) for %s; it was stopped. Where each vCPU was:",
+      options_.progress ? "no step completed" : "no hypercall from any CPU",
+      absl::FormatDuration(options_.timeout));
   for (int i = 0; i < n_; ++i) {
     const VcpuFinalState& s = state_[i];
     std::string where;
@@ -136,12 +146,24 @@ std::string Runner::WatchdogReport() {
       case VcpuFinalState::Phase::kRunning:
         where = s.have_regs ? FormatVcpuPosition(s.regs, s.sregs, s.halted, vm_.image())
                             : "running (registers unavailable)";
+        // A root outside RAM: every access of the vCPU faults, and so does every exception
+        // handler; what a hypervisor makes of that (a triple fault, a retry for ever) varies.
+        if (s.have_regs && !vm_.memory().Contains(x86::Cr3::FromRaw(s.sregs.cr3).root(),
+                                                  x86::kPageSize)) {
+          absl::StrAppend(&where, " (its CR3 root is outside guest RAM)");
+        }
         if (!s.lapic.empty()) absl::StrAppend(&where, "; ", s.lapic);
         break;
     }
     r += absl::StrFormat("\n  vCPU %d: %s", i, where);
   }
   if (options_.describe_wait) absl::StrAppend(&r, "\n  the program: ", options_.describe_wait());
+  if (options_.progress && hypercalls_without_progress_ > 0) {
+    absl::StrAppendFormat(&r,
+                          "\n  %d hypercalls since the last progress: a guest that only makes "
+                          "hypercalls (a flood) makes no progress",
+                          hypercalls_without_progress_);
+  }
   return r;
 }
 
@@ -208,6 +230,7 @@ bool Runner::ParkWhilePausedLocked(int cpu, const absl::StatusOr<kvm_sregs>& sre
 }
 
 void Runner::Verify(int cpu, uint64_t check, uint64_t step_index) {
+  const Clock::time_point begin = Clock::now();
   absl::StatusOr<kvm_sregs> own = vm_.vcpu(cpu).GetSregs();
   if (!own.ok()) {
     Fail(Outcome::kHostError, cpu, std::string(own.status().message()));
@@ -259,7 +282,13 @@ void Runner::Verify(int cpu, uint64_t check, uint64_t step_index) {
     lock.lock();
     handler_running_ = false;
   }
-  last_progress_ = Clock::now();
+  // A verification is no progress where a probe tells progress (a guest may ask for them in a
+  // loop), but the time the host spent on it is not the guest's.
+  if (options_.progress) {
+    last_progress_ += Clock::now() - begin;
+  } else {
+    last_progress_ = Clock::now();
+  }
   pausing_ = false;
   pause_requester_ = -1;
   ++pause_generation_;
@@ -323,7 +352,16 @@ bool Runner::HandleExit(int cpu, uint32_t reason) {
 bool Runner::HandleHypercall(int cpu, uint32_t nr) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    last_progress_ = Clock::now();
+    // With a progress probe, a hypercall is no progress (but a vCPU's first hello is): a guest
+    // that loops on hypercalls and completes no step is stopped by the watchdog.
+    const bool first_hello = nr == static_cast<uint32_t>(abi::Hypercall::kHello) &&
+                             !hello_seen_[cpu];
+    if (first_hello) hello_seen_[cpu] = true;
+    if (!options_.progress || first_hello) {
+      last_progress_ = Clock::now();
+    } else {
+      ++hypercalls_without_progress_;
+    }
   }
   GuestMemory& mem = vm_.memory();
   absl::StatusOr<abi::CpuMailbox> mb = mem.Read<abi::CpuMailbox>(abi::MailboxPa(cpu));
@@ -348,7 +386,11 @@ bool Runner::HandleHypercall(int cpu, uint32_t nr) {
           absl::StrFormat("cpu %d: %s", cpu, GuestMemory::BoundedString(mb->log, len));
       if (options_.verbose) fmt::print(stderr, "[guest] {}\n", line);
       std::lock_guard<std::mutex> l(mu_);
-      result_.log.push_back(std::move(line));
+      if (result_.log.size() < kMaxLogLines) {
+        result_.log.push_back(std::move(line));
+      } else {
+        ++log_dropped_;  // a guest that floods the log costs no memory beyond the first lines
+      }
       return true;
     }
     case abi::Hypercall::kCheckpoint:
@@ -365,6 +407,16 @@ bool Runner::HandleHypercall(int cpu, uint32_t nr) {
         }
       }
       return true;
+    case abi::Hypercall::kRefill: {
+      absl::Status s = options_.on_refill
+                           ? options_.on_refill(mb->arg[0])
+                           : absl::FailedPreconditionError("a refill, but no program streams");
+      if (!s.ok()) {
+        Fail(Outcome::kGuestPanic, cpu, absl::StrFormat("CPU %d: %s", cpu, s.message()));
+        return false;
+      }
+      return true;
+    }
     case abi::Hypercall::kPanic:
       Fail(Outcome::kGuestPanic, cpu, FormatPanic(cpu, mb->panic));
       return false;
@@ -433,6 +485,7 @@ void Runner::MaybeReleaseLocked(std::unique_lock<std::mutex>& lock) {
     }
   }
   absl::Status status = absl::OkStatus();
+  const Clock::time_point handler_begin = Clock::now();
   if (options_.on_checkpoint) {
     // Every live vCPU is parked in this barrier, so guest memory is quiet while the handler
     // reads it. The lock is dropped so the watchdog loop keeps running (it pauses while
@@ -445,7 +498,16 @@ void Runner::MaybeReleaseLocked(std::unique_lock<std::mutex>& lock) {
     lock.lock();
     handler_running_ = false;
   }
-  last_progress_ = Clock::now();
+  // A checkpoint beyond every one before is progress; one again (a guest looping on
+  // checkpoints, with a progress probe) only has the host's time excused.
+  if (!options_.progress || !checkpoint_released_ || id > checkpoint_high_) {
+    last_progress_ = Clock::now();
+    hypercalls_without_progress_ = 0;
+  } else {
+    last_progress_ += Clock::now() - handler_begin;
+  }
+  checkpoint_high_ = checkpoint_released_ ? std::max(checkpoint_high_, id) : id;
+  checkpoint_released_ = true;
   if (!status.ok()) {
     FailLocked(Outcome::kCheckFailed, -1,
                absl::StrFormat("at checkpoint %d: %s", id, status.message()));

@@ -68,17 +68,26 @@ struct MarkView {
 };
 using MarkHandler = std::function<absl::Status(const MarkView&)>;
 
+// The kRefill hypercall (the scenario program's window, vmm/program_stream.h): runs in the
+// calling vCPU's thread, the others keep running; `arg0` is the guest's mailbox arg[0].
+using RefillHandler = std::function<absl::Status(uint64_t arg0)>;
+
 // Reads a counter the guest advances as it works (steps done), from guest memory and
-// range-checked by the caller; its value only has to change while the guest makes progress.
+// range-checked by the caller; its value only has to grow while the guest makes progress (only
+// growth counts, and the caller bounds it, so a guest cannot fake progress for ever).
 using ProgressProbe = std::function<uint64_t()>;
 
 struct RunOptions {
-  // Longest time without progress: no hypercall from any vCPU and no change of `progress`.
+  // Longest time without progress. With a `progress` probe: no change of it and no new
+  // checkpoint reached (hypercalls alone are no progress, so a guest that floods the host with
+  // them is stopped too; time the host spends verifying is not counted). Without one: no
+  // hypercall from any vCPU.
   absl::Duration timeout = absl::Seconds(10);
   bool verbose = false;                        // echo guest log lines to stderr
   CheckpointHandler on_checkpoint;             // may be empty
   VerifyHandler on_verify;                     // may be empty
   MarkHandler on_mark;                         // may be empty
+  RefillHandler on_refill;                     // may be empty: then kRefill is a protocol error
   // May be empty: then only hypercalls count as progress. A program runs thousands of steps
   // between hypercalls, so a slow host (nested KVM under TCG, a loaded machine) must not
   // mistake a long stretch of steps for a hang.
@@ -167,6 +176,14 @@ class Runner {
   uint64_t generation_ = 0;
   bool handler_running_ = false;
   Clock::time_point last_progress_;
+  // The guest is not trusted to be quiet (docs/architecture.md, "A hostile guest"): hypercalls
+  // since the last progress (for the watchdog's report), the vCPUs that have said hello (the
+  // first is progress), the highest checkpoint released, and log lines beyond kMaxLogLines.
+  uint64_t hypercalls_without_progress_ = 0;
+  std::vector<bool> hello_seen_;
+  uint64_t checkpoint_high_ = 0;
+  bool checkpoint_released_ = false;
+  uint64_t log_dropped_ = 0;
 };
 
 }  // namespace activemm

@@ -231,45 +231,60 @@ struct DuplicateKey {
   int step = -1;
 };
 
-class DuplicateKeyFinder {
+// A SAX pass of its own: nlohmann's parse callback made parsing quadratic in the number of
+// steps (a million-step scenario took minutes), its SAX interface stays linear.
+class DuplicateKeyFinder : public nlohmann::json_sax<json> {
  public:
-  bool operator()(int depth, json::parse_event_t event, const json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        CountStep(depth);
-        keys_.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        if (!keys_.empty()) keys_.pop_back();
-        break;
-      case json::parse_event_t::array_start:
-      case json::parse_event_t::value:
-        CountStep(depth);
-        break;
-      case json::parse_event_t::key: {
-        const std::string& key = parsed.get_ref<const std::string&>();
-        if (depth == 1) top_level_key_ = key;
-        if (!keys_.empty() && !keys_.back().insert(key).second && !found_) {
-          found_ = DuplicateKey{key, depth >= 3 && InSteps() ? steps_seen_ - 1 : -1};
-        }
-        break;
-      }
-      case json::parse_event_t::array_end:
-        break;
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(json::number_integer_t) override { return Value(); }
+  bool number_unsigned(json::number_unsigned_t) override { return Value(); }
+  bool number_float(json::number_float_t, const json::string_t&) override { return Value(); }
+  bool string(json::string_t&) override { return Value(); }
+  bool binary(json::binary_t&) override { return Value(); }
+  bool start_object(std::size_t) override {
+    Value();
+    ++depth_;
+    keys_.emplace_back();
+    return true;
+  }
+  bool end_object() override {
+    --depth_;
+    if (!keys_.empty()) keys_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    Value();
+    ++depth_;
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool key(json::string_t& key) override {
+    if (depth_ == 1) top_level_key_ = key;
+    if (!keys_.empty() && !keys_.back().insert(key).second && !found_) {
+      found_ = DuplicateKey{key, depth_ >= 3 && InSteps() ? steps_seen_ - 1 : -1};
     }
     return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // json::parse, run first, has reported it
   }
 
   const std::optional<DuplicateKey>& found() const { return found_; }
 
  private:
-  // Events at depth 2 inside the top-level "steps" array start its elements. (The callback
-  // reports an array_start and a value at the depth of the key that holds it.)
+  // A value or container that starts while only the top-level object and its "steps" array are
+  // open is a step.
   bool InSteps() const { return top_level_key_ == "steps"; }
-  void CountStep(int depth) {
-    if (depth == 2 && InSteps()) ++steps_seen_;
+  bool Value() {
+    if (depth_ == 2 && InSteps()) ++steps_seen_;
+    return true;
   }
 
+  int depth_ = 0;  // containers open
   std::vector<std::set<std::string>> keys_;
   std::string top_level_key_;
   int steps_seen_ = 0;
@@ -706,7 +721,14 @@ class Compiler {
         }
       }
     }
-    out_.program[head_pos].arg = static_cast<uint32_t>(out_.program.size() - head_pos - 1);
+    const size_t block = out_.program.size() - head_pos - 1;
+    // A block starts only when it is whole in the program's window (shared/mm_abi.h).
+    if (block >= abi::kProgramRefillAhead) {
+      return Invalid(absl::StrFormat("the block's lists make %d model steps; at most %d run in "
+                                     "one block",
+                                     block, abi::kProgramRefillAhead - 1));
+    }
+    out_.program[head_pos].arg = static_cast<uint32_t>(block);
     return absl::OkStatus();
   }
 
@@ -978,7 +1000,8 @@ absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std
   json doc;
   DuplicateKeyFinder duplicates;
   try {
-    doc = json::parse(json_text, std::ref(duplicates));
+    doc = json::parse(json_text);
+    json::sax_parse(json_text, &duplicates);
   } catch (const json::parse_error& e) {
     // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ...": the
     // position and the reason, without the library's prefix, and the bytes it quotes (a binary
@@ -1068,11 +1091,11 @@ absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std
       return TopLevelError(source, absl::StrFormat("step %d (%s): %s", i, op, st.message()));
     }
     // Checked as it grows, so a runaway file fails at the step that overflows.
-    if (out.program.size() + 1 > abi::kMaxSteps) {  // + 1: the final verification
+    if (out.program.size() + 1 > options.max_steps) {  // + 1: the final verification
       return TopLevelError(
-          source, absl::StrFormat("step %d (%s): the program is too long: at most %d steps fit "
+          source, absl::StrFormat("step %d (%s): the program is too long: at most %d steps run "
                                   "(including the final verification)",
-                                  i, op, abi::kMaxSteps));
+                                  i, op, options.max_steps));
     }
   }
   compiler.Finish();

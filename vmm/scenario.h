@@ -83,6 +83,8 @@ struct Scenario {
 struct CompileOptions {
   std::optional<int> cpus;  // --cpus: overrides the file's "cpus" (must cover every CPU used)
   bool verify_every_step = false;  // --verify=every-step: kStepVerifyAfter on every model step
+  // The longest program accepted (tests lower it to reach the limit cheaply).
+  uint32_t max_steps = abi::kMaxProgramSteps;
 };
 
 // Parses and validates `json_text` (from `source`, used in messages) and compiles it. Errors

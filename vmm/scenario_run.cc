@@ -10,61 +10,24 @@
 #include "absl/strings/str_format.h"
 #include "shared/x86.h"
 #include "vmm/model_state.h"
+#include "vmm/program_stream.h"
 #include "vmm/vm.h"
 
 namespace activemm {
 namespace {
-
-// Where a program's steps and results go: after the header when they fit there, else at the top
-// of RAM, above the page allocator's end.
-struct ProgramPlacement {
-  uint64_t steps_pa = 0;
-  uint64_t results_pa = 0;
-  uint64_t alloc_end_pa = 0;  // 0: the window holds it
-};
-
-absl::StatusOr<ProgramPlacement> PlaceProgram(const Scenario& sc, uint64_t mem_bytes) {
-  const uint64_t n = sc.program.size();
-  if (n == 0 || n > UINT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: %d steps", sc.source, n));
-  }
-  ProgramPlacement p;
-  if (n <= abi::kMaxSteps) {
-    p.steps_pa = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
-  } else {
-    // At most a quarter of RAM, so the model keeps room for its page tables and stacks.
-    const uint64_t bytes = (n * abi::kStepBytes + x86::kPageSize - 1) & ~(x86::kPageSize - 1);
-    if (bytes > mem_bytes / 4) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: %d steps need %d KiB of guest RAM for the program; give more with --mem "
-          "(now %d MiB)",
-          sc.source, n, bytes >> 10, mem_bytes >> 20));
-    }
-    p.alloc_end_pa = mem_bytes - bytes;
-    p.steps_pa = p.alloc_end_pa;
-  }
-  p.results_pa = p.steps_pa + n * sizeof(abi::Step);
-  return p;
-}
 
 // CPU `cpu`'s step-loop bookkeeping (abi::StepLoopCpu), range-checked by GuestMemory.
 absl::StatusOr<abi::StepLoopCpu> ReadStepLoopCpu(const GuestMemory& mem, int cpu) {
   return mem.Read<abi::StepLoopCpu>(abi::kStepLoopPa + cpu * sizeof(abi::StepLoopCpu));
 }
 
-absl::Status LoadProgram(GuestMemory& mem, const Scenario& sc, const ScenarioRunOptions& o,
-                         const ProgramPlacement& p) {
+abi::ScenarioHeader ProgramConfig(const ScenarioRunOptions& o) {
   abi::ScenarioHeader h{};
-  h.num_steps = static_cast<uint32_t>(sc.program.size());
   h.lazy_mode = static_cast<uint32_t>(o.lazy);
   h.pcid_mode = static_cast<uint32_t>(o.pcid);
   h.num_asids = o.asids;
   h.bug = static_cast<uint32_t>(o.bug);
-  h.steps_pa = p.steps_pa;
-  h.results_pa = p.results_pa;
-  absl::Status s = mem.Write(abi::kScenarioPa, h);
-  if (!s.ok()) return s;
-  return mem.WriteBytes(h.steps_pa, sc.program.data(), sc.program.size() * sizeof(abi::Step));
+  return h;
 }
 
 // Keeps "LABEL: step N/M (P%)" on stderr up to date from the guest's steps_done while the
@@ -142,17 +105,15 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   }
   absl::StatusOr<GuestImage> image = GuestImage::Embedded();
   if (!image.ok()) return image.status();
-  absl::StatusOr<ProgramPlacement> placement = PlaceProgram(sc, o.mem_bytes);
-  if (!placement.ok()) return placement.status();
   VmConfig vc;
   vc.cpus = sc.cpus;
   vc.mem_bytes = o.mem_bytes;
-  vc.alloc_end_pa = placement->alloc_end_pa;
   vc.program = abi::Program::kScenario;
   vc.verbose = o.verbose;
   absl::StatusOr<std::unique_ptr<Vm>> vm = Vm::Create(kvm, *image, vc);
   if (!vm.ok()) return vm.status();
-  if (absl::Status s = LoadProgram((*vm)->memory(), sc, o, *placement); !s.ok()) return s;
+  ProgramStream program(sc.program, (*vm)->memory());
+  if (absl::Status s = program.Start(ProgramConfig(o)); !s.ok()) return s;
 
   ScenarioReport report;
   report.scenario = sc.name;
@@ -170,6 +131,7 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   RunOptions ro;
   ro.timeout = o.timeout;
   ro.verbose = o.verbose;
+  ro.on_refill = [&program](uint64_t done) { return program.Refill(done); };
   ro.on_checkpoint = [&](const CheckpointView& v) -> absl::Status {
     if (v.id == abi::kCheckpointModelReady) {
       absl::StatusOr<abi::GuestInfo> info = v.memory.Read<abi::GuestInfo>(abi::kGuestInfoPa);
@@ -221,7 +183,11 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
     if (!d.ok()) return std::nullopt;
     return d->steps_done;
   };
-  ro.progress = [steps_done] { return steps_done().value_or(0); };
+  // Clamped to the program: a guest that writes garbage there gains no more progress than
+  // the program has steps.
+  ro.progress = [steps_done, total = sc.program.size()] {
+    return std::min<uint64_t>(steps_done().value_or(0), total);
+  };
   ro.describe_wait = [steps_done, &sc, &vm]() -> std::string {
     const std::optional<uint32_t> n = steps_done();
     std::string out;
@@ -260,19 +226,15 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   // The final state, read after every vCPU stopped.
   absl::StatusOr<abi::MmDirectory> dir =
       (*vm)->memory().Read<abi::MmDirectory>(abi::kMmDirectoryPa);
-  if (dir.ok()) report.steps_done = static_cast<int>(dir->steps_done);
+  if (dir.ok()) {
+    report.steps_done = static_cast<int>(std::min<uint64_t>(dir->steps_done, sc.program.size()));
+  }
   report.tsc_khz = (*vm)->tsc_khz();
   for (int cpu = 0; cpu < sc.cpus; ++cpu) {
     absl::StatusOr<abi::StepLoopCpu> c = ReadStepLoopCpu((*vm)->memory(), cpu);
     if (c.ok()) report.shadow_interrupts += c->shadow_interrupts;
   }
-  report.step_records.resize(sc.program.size());
-  if (absl::Status s =
-          (*vm)->memory().ReadBytes(placement->results_pa, report.step_records.data(),
-                                    report.step_records.size() * sizeof(abi::StepRecord));
-      !s.ok()) {
-    return s;
-  }
+  report.step_records = program.TakeRecords();
   absl::StatusOr<ModelSnapshot> snap = ReadModel((*vm)->memory(), sc.cpus, num_tasks, num_mms);
   if (snap.ok() && verifier != nullptr) {
     for (const abi::CpuMmState& c : snap->cpus) report.cpus.push_back(c.counters);
@@ -282,8 +244,8 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
       m.name = sc.mm_names[slot];
       m.freed = snap->Freed(slot);
       if (snap->Live(slot)) {
-        m.mm_users = snap->mms[slot].mm.mm_users;
-        m.mm_count = snap->mms[slot].mm.mm_count;
+        m.mm_users = snap->Mm(slot).mm_users;
+        m.mm_count = snap->Mm(slot).mm_count;
       } else if (!m.freed) {
         continue;  // never created (the run stopped before)
       }

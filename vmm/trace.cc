@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -193,6 +194,36 @@ bool ParseHeader(std::string_view line, TraceEvent* e, std::string_view* rest) {
   return false;
 }
 
+// trace-cmd report -l: "%8.8s-%-5d %3d" (COMM cut or padded to 8 characters, PID, CPU), the
+// flags right after the CPU, then " TIMESTAMP: ". *rest gets "EVENT: FIELDS".
+bool ParseTraceCmdHeader(std::string_view line, TraceEvent* e, std::string_view* rest) {
+  constexpr size_t kCommWidth = 8;
+  if (line.size() <= kCommWidth + 1 || line[kCommWidth] != '-') return false;
+  std::string_view s = line.substr(kCommWidth + 1);
+  size_t digits = s.find_first_not_of("0123456789");
+  if (digits == std::string_view::npos || !ParseUnsigned(s.substr(0, digits), &e->pid)) {
+    return false;
+  }
+  s.remove_prefix(digits);
+  if (s.empty() || !IsSpace(s.front())) return false;
+  s = StripLeadingSpaces(s);
+  digits = s.find_first_not_of("0123456789");
+  if (digits == std::string_view::npos || !ParseUnsigned(s.substr(0, digits), &e->cpu) ||
+      e->cpu >= kMaxCpuColumn) {
+    return false;
+  }
+  s.remove_prefix(digits);
+  std::string_view v;
+  if (!Until(&s, " ", &v) || !ValidFlags(v)) return false;
+  e->flags = std::string(v);
+  s = StripLeadingSpaces(s);
+  if (!Until(&s, ": ", &v) || !ParseTimestamp(v, &e->timestamp_ns)) return false;
+  e->comm = std::string(StripLeadingSpaces(line.substr(0, kCommWidth)));
+  e->tgid = -1;
+  *rest = s;
+  return true;
+}
+
 // The payloads below are the TP_printk formats of the kernel's tracepoints. Each checks that
 // the payload's own pid is the line's task: the replay takes `pid` as both, and a line where
 // they disagree has been mangled.
@@ -300,6 +331,50 @@ bool ParseLost(std::string_view s, TraceEvent* e) {
   return Until(&s, " EVENTS]", &v) && s.empty() && ParseUnsigned(v, &e->lost);
 }
 
+// trace-cmd's "CPU:1 [123 EVENTS DROPPED]", or "CPU:1 [EVENTS DROPPED]" (lost = 0 then).
+bool ParseDropped(std::string_view s, TraceEvent* e) {
+  std::string_view v;
+  if (!Eat(&s, "CPU:") || !Until(&s, " [", &v) || !ParseUnsigned(v, &e->cpu) ||
+      e->cpu >= kMaxCpuColumn) {
+    return false;
+  }
+  if (s == "EVENTS DROPPED]") {
+    e->lost = 0;
+    return true;
+  }
+  return Until(&s, " EVENTS DROPPED]", &v) && s.empty() && ParseUnsigned(v, &e->lost);
+}
+
+// trace-cmd's first line, "cpus=2": the count, or -1 when it holds none.
+int TraceCmdCpus(std::string_view line) {
+  int n = 0;
+  if (!Eat(&line, "cpus=") || !ParseUnsigned(StripTrailingSpaces(line), &n) || n < 1 ||
+      n > kMaxCpuColumn) {
+    return -1;
+  }
+  return n;
+}
+
+// Whether `text` is trace-cmd report's: its first line that is not blank is "cpus=N", or
+// "version = N" (trace-cmd 2) and then that.
+TraceFormat DetectFormat(std::string_view text) {
+  bool version_seen = false;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = StripSpaces(text.substr(0, nl));
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    if (line.starts_with("cpus=")) return TraceFormat::kTraceCmd;
+    if (!version_seen && line.starts_with("version = ")) {
+      version_seen = true;
+      continue;
+    }
+    break;
+  }
+  return TraceFormat::kFtrace;
+}
+
 // "# entries-in-buffer/entries-written: 6104/6104   #P:2": 0 when the line has no "#P:",
 // -1 when it has one that does not hold a CPU count.
 int HeaderCpus(std::string_view line) {
@@ -350,19 +425,23 @@ void NoteMalformed(TraceStats* stats, int line) {
 enum class LineClass { kEvent, kMalformed, kOther };
 
 // Classifies one non-comment line, filling *e for an event.
-LineClass ParseEventLine(std::string_view line, TraceEvent* e) {
+LineClass ParseEventLine(std::string_view line, TraceFormat format, TraceEvent* e) {
+  const bool trace_cmd = format == TraceFormat::kTraceCmd;
   if (line.starts_with("CPU:")) {
-    if (!ParseLost(line, e)) return LineClass::kMalformed;
+    if (!(trace_cmd ? ParseDropped(line, e) : ParseLost(line, e))) return LineClass::kMalformed;
     e->kind = TraceEventKind::kLost;
     e->pid = -1;  // no task: 0 would read as the idle task
     return LineClass::kEvent;
   }
   std::string_view rest, name;
-  if (!ParseHeader(line, e, &rest) || !Until(&rest, ":", &name) || !ValidEventName(name)) {
+  if (!(trace_cmd ? ParseTraceCmdHeader(line, e, &rest) : ParseHeader(line, e, &rest)) ||
+      !Until(&rest, ":", &name) || !ValidEventName(name)) {
     return LineClass::kMalformed;
   }
   // "EVENT:" ends the line or is followed by a space; anything else was cut or mangled.
+  // trace-cmd pads the name to a column.
   if (!rest.empty() && !Eat(&rest, " ")) return LineClass::kMalformed;
+  if (trace_cmd) rest = StripLeadingSpaces(rest);
   bool ok = false;
   if (name == "sched_switch") {
     e->kind = TraceEventKind::kSwitch;
@@ -412,6 +491,35 @@ void DropEventsBeyond(int num_cpus, Trace* trace) {
   lines.insert(lines.end(), dropped.begin(), dropped.end());
   std::sort(lines.begin(), lines.end());
   if (lines.size() > kMaxMalformedLines) lines.resize(kMaxMalformedLines);
+}
+
+// trace-cmd cuts the line's COMM to 8 characters; the sched_switch and fork fields name whole
+// ones. A cut name becomes the last whole name of that pid in the trace that starts with it:
+// the name ftrace would print, which is the task's latest (saved_cmdlines, refreshed at each
+// switch).
+void RestoreCutComms(Trace* trace) {
+  constexpr size_t kCut = 8;
+  std::map<int, std::string> whole;
+  auto note = [&](int pid, const std::string& comm) {
+    if (comm.size() > kCut) {
+      whole[pid] = comm;
+    } else {
+      whole.erase(pid);
+    }
+  };
+  for (const TraceEvent& e : trace->events) {
+    if (e.kind == TraceEventKind::kSwitch) {
+      note(e.prev_pid, e.prev_comm);
+      note(e.next_pid, e.next_comm);
+    } else if (e.kind == TraceEventKind::kFork) {
+      note(e.child_pid, e.child_comm);
+    }
+  }
+  for (TraceEvent& e : trace->events) {
+    if (e.comm.size() != kCut) continue;
+    auto it = whole.find(e.pid);
+    if (it != whole.end() && it->second.starts_with(e.comm)) e.comm = it->second;
+  }
 }
 
 std::string JoinPath(const std::string& dir, const char* file) {
@@ -521,8 +629,20 @@ Trace ParseTrace(std::string_view text) {
   TraceStats& stats = trace.stats;
   // ~110 bytes per line in real traces; reserving avoids regrowing a vector of strings.
   trace.events.reserve(text.size() / 100);
+  trace.format = DetectFormat(text);
+  const bool trace_cmd = trace.format == TraceFormat::kTraceCmd;
   ForEachLine(text, [&](std::string_view line) {
     const int number = ++stats.lines;
+    if (trace_cmd && (line.starts_with("cpus=") || line.starts_with("version = "))) {
+      int cpus = line.starts_with("cpus=") ? TraceCmdCpus(line) : 0;
+      if (cpus < 0 || (cpus > 0 && trace.num_cpus > 0 && cpus != trace.num_cpus)) {
+        NoteMalformed(&stats, number);
+        return;
+      }
+      if (cpus > 0) trace.num_cpus = cpus;
+      ++stats.comments;
+      return;
+    }
     // Only a '#' in the first column starts a comment: event lines are indented, and a COMM
     // may itself begin with '#'.
     if (line.empty() || line.front() == '#' || line.find_first_not_of(" \t") == line.npos) {
@@ -538,7 +658,7 @@ Trace ParseTrace(std::string_view text) {
     }
     TraceEvent e;
     e.line = number;
-    switch (ParseEventLine(line, &e)) {
+    switch (ParseEventLine(line, trace.format, &e)) {
       case LineClass::kOther:
         ++stats.other_events;
         return;
@@ -555,6 +675,7 @@ Trace ParseTrace(std::string_view text) {
     }
     trace.events.push_back(std::move(e));
   });
+  if (trace_cmd) RestoreCutComms(&trace);
   // ftrace prints "#P:" before any event, but a hand-made or concatenated file may not.
   if (trace.num_cpus > 0) DropEventsBeyond(trace.num_cpus, &trace);
   return trace;
@@ -581,7 +702,14 @@ absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path) {
   if (!kthreads.ok()) return kthreads.status();
   absl::StatusOr<std::string> kernel = ReadOptionalFile(JoinPath(path, "kernel.txt"));
   if (!kernel.ok()) return kernel.status();
-  return ParseTraceDir(path, *trace_text, *tgids, *kthreads, *kernel);
+  absl::StatusOr<std::string> machine = ReadOptionalFile(JoinPath(path, "machine.txt"));
+  if (!machine.ok()) return machine.status();
+  absl::StatusOr<TraceDir> dir = ParseTraceDir(path, *trace_text, *tgids, *kthreads, *kernel);
+  if (dir.ok() && access(JoinPath(path, "machine.txt").c_str(), F_OK) == 0) {
+    dir->machine = ParseMachineFacts(*machine);
+    dir->bad_aux_lines += dir->machine.bad_lines;
+  }
+  return dir;
 }
 
 absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view trace_text,
@@ -598,14 +726,26 @@ absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view
   ParseKernel(kernel_text, &dir);
 
   Trace& trace = dir.trace;
+  if (trace.format == TraceFormat::kTraceCmd) {
+    // The TGID column ftrace prints is saved_tgids' entry, which tgids.txt holds.
+    for (TraceEvent& e : trace.events) {
+      if (e.tgid >= 0 || e.pid <= 0) continue;
+      auto it = dir.tgids.find(e.pid);
+      if (it != dir.tgids.end()) e.tgid = it->second;
+    }
+  }
   if (trace.events.empty() && trace.stats.beyond_cpus > 0 && trace.num_cpus > 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: no events on the %d CPUs of its '#P:%d' header: %d on higher CPUs (%s)", trace_path,
         trace.num_cpus, trace.num_cpus, trace.stats.beyond_cpus, DescribeStats(trace.stats)));
   }
   if (trace.events.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: no events (%s)", trace_path, DescribeStats(trace.stats)));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: no events (%s)%s", trace_path, DescribeStats(trace.stats),
+        trace.format == TraceFormat::kTraceCmd && trace.stats.malformed > 0
+            ? "; a trace-cmd text needs the flags and the kernel's formats: trace-cmd report -l "
+              "-N"
+            : ""));
   }
   if (trace.num_cpus == 0) {
     if (dir.kernel_cpus == 0) {

@@ -8,6 +8,15 @@
 // COMM may contain spaces and dashes (the PID is after the last '-' before the '('); TGID is
 // "-------" for the idle task. Lines starting with '#' are comments; "CPU:N [LOST M EVENTS]"
 // marks events the ring buffer dropped on CPU N.
+//
+// It also reads the text `trace-cmd report -l -N` makes of a trace.dat (detected by its first
+// line, "cpus=N", which gives the CPU count):
+//   "    bash-6140    1d..2.   713.868165: sched_switch:         prev_comm=..."
+//   COMM-PID CPU+FLAGS TIMESTAMP: EVENT: FIELDS
+// COMM is cut to 8 characters (the parser restores the whole name from the events' own comm
+// fields where they name it), there is no TGID column (ParseTraceDir takes tgids.txt's), and
+// "CPU:N [M EVENTS DROPPED]" marks lost events. -l prints the flags, -N the kernel's own
+// field formats (trace-cmd's plugins print sched_switch and tlb_flush their own way).
 #ifndef ACTIVEMM_VMM_TRACE_H_
 #define ACTIVEMM_VMM_TRACE_H_
 
@@ -18,6 +27,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "vmm/machine_facts.h"
 
 #include "absl/status/statusor.h"
 
@@ -85,13 +96,21 @@ struct TraceStats {
   std::vector<int> malformed_lines;  // the first few, for messages (at most 10)
 };
 
+enum class TraceFormat {
+  kFtrace,    // tracefs's `trace` file, as `activemm capture` writes it
+  kTraceCmd,  // `trace-cmd report -l -N` of a trace.dat (first line "cpus=N")
+};
+
 struct Trace {
-  int num_cpus = 0;  // from the header's "#P:N"; 0 when absent (LoadTraceDir: kernel.txt's)
+  TraceFormat format = TraceFormat::kFtrace;
+  int num_cpus = 0;  // from the header's "#P:N" (trace-cmd: "cpus=N"); 0 when absent
+                     // (LoadTraceDir: kernel.txt's)
   std::vector<TraceEvent> events;  // in file order
   TraceStats stats;
 };
 
-// Parses the ftrace text. Never fails: malformed lines are counted in stats.
+// Parses the ftrace text, or trace-cmd's (see above). Never fails: malformed lines are counted
+// in stats.
 Trace ParseTrace(std::string_view text);
 
 // A trace folder: trace.txt (required), tgids.txt ("PID TGID" per line), kthreads.txt (a PID
@@ -104,9 +123,12 @@ struct TraceDir {
   std::string kernel_release;
   int kernel_cpus = 0;
   int bad_aux_lines = 0;  // malformed lines in tgids.txt / kthreads.txt / kernel.txt
+  MachineFacts machine;   // machine.txt (present = false for a folder without one)
 };
 
-// Reads a trace folder. Errors (kNotFound, kInvalidArgument) name the file: a missing folder or
+// Reads a trace folder. A trace-cmd text's events get their TGID from tgids.txt (the column
+// the ftrace text has; -1 for a pid it does not name).
+// Errors (kNotFound, kInvalidArgument) name the file: a missing folder or
 // trace.txt, a trace.txt with no event at all, or a CPU count that is neither in the header nor
 // in kernel.txt.
 absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path);

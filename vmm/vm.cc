@@ -145,7 +145,6 @@ absl::Status Vm::LoadGuest() {
   bp.verbose = config_.verbose ? 1 : 0;
   bp.tsc_khz = tsc_khz_;
   bp.boot_window_bytes = boot_window_bytes_;
-  bp.alloc_end_pa = config_.alloc_end_pa;
   return memory_->Write(abi::kBootParamsPa, bp);
 }
 

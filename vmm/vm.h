@@ -25,9 +25,6 @@ struct VmConfig {
   abi::Program program = abi::Program::kSelftest;
   abi::Inject inject = abi::Inject::kNone;
   bool verbose = false;
-  // RAM from here up holds a program the host placed at the top (0: none); the guest's page
-  // allocator stops below it.
-  uint64_t alloc_end_pa = 0;
 };
 
 class Vm {

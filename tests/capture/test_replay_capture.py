@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pytest_helpers import EXIT_OK, needs_capture, kvm, run, workload_path  # noqa: E402
 
@@ -26,24 +28,33 @@ FLOOR_PRECISION, FLOOR_RECALL, FLOOR_FLUSH = 0.95, 0.95, 0.75
 def traced_kernel_uses_pcid():
     """Whether the kernel these captures trace (this machine's) loads CR3 with PCIDs: the CPU
     has the flag and the kernel was not booted with `nopcid`. Without PCID every CR3 load
-    flushes, so the replay must not model ASIDs (`--pcid=off`): the nested-KVM VM's CPU and
-    some machines of this kind have none."""
+    flushes, so the replay must not model ASIDs: the nested-KVM VM's CPU and some machines of
+    this kind have none. Capture records it in machine.txt and replay follows it."""
     flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
                   if line.startswith("flags")), [])
     return "pcid" in flags and "nopcid" not in open("/proc/cmdline").read().split()
 
 
-def capture_and_replay(tmp_path, workload):
+def capture_and_replay(tmp_path, workload, *capture_flags):
     program = workload_path(workload)
     trace = tmp_path / workload
-    r = run("capture", str(trace), "--", program, timeout=300)
+    r = run("capture", str(trace), *capture_flags, "--", program, timeout=300)
     assert r.returncode == EXIT_OK, r.stderr
     assert f"{workload} exited with status 0" in r.stderr, r.stderr
+    machine = (trace / "machine.txt").read_text()
+    uses_pcid = traced_kernel_uses_pcid()
+    assert f"kernel_pcid: {'yes' if uses_pcid else 'no'}\n" in machine, machine
     out = tmp_path / f"{workload}.json"
-    pcid = [] if traced_kernel_uses_pcid() else ["--pcid=off"]
-    r = run("replay", str(trace), f"--json={out}", *pcid, timeout=300)
+    # No --pcid: the replay reads the traced kernel's PCID use from machine.txt.
+    r = run("replay", str(trace), f"--json={out}", timeout=300)
     assert r.returncode == EXIT_OK, r.stdout + r.stderr
-    return json.loads(out.read_text())
+    report = json.loads(out.read_text())
+    if uses_pcid:
+        assert report["traced_machine"].startswith("PCID used (machine.txt)"), report
+    else:
+        assert report["traced_machine"].startswith("PCID not used (machine.txt: "), report
+        assert report["mode"]["pcid"] == "off", report["mode"]
+    return report
 
 
 def describe(workload, report):
@@ -88,3 +99,23 @@ def test_fresh_captures_replay_with_the_kernels_decisions(tmp_path, kvm):
     assert precision >= TARGET_PRECISION, summary
     assert recall >= TARGET_RECALL, summary
     assert flush >= TARGET_FLUSH, summary
+
+
+def test_a_trace_cmd_capture_replays_as_well(tmp_path, kvm):
+    """`capture --with trace-cmd`: trace.txt is `trace-cmd report -l -N` of its trace.dat, and
+    replays to the same standard as a tracefs capture (one workload: the VM is slow)."""
+    import shutil
+    needs_capture()
+    if shutil.which("trace-cmd") is None:
+        pytest.skip("trace-cmd is not installed (apt-get install trace-cmd)")
+    report = capture_and_replay(tmp_path, "wl_forkexec", "--with=trace-cmd")
+    assert (tmp_path / "wl_forkexec" / "trace.txt").read_text().startswith("cpus=")
+    s, guest = report["score"], report["guest"]
+    line = describe("wl_forkexec (trace-cmd)", report)
+    print(line)
+    assert guest["violations"] == 0, line
+    assert s["switches"] > 0 and s["placed"] == s["switches"], line
+    assert s["real_loads"] > 0, line
+    assert s["precision"] >= FLOOR_PRECISION or s["false_positives"] <= 2, line
+    assert s["recall"] >= FLOOR_RECALL or s["false_negatives"] <= 2, line
+    assert s["flush_accuracy"] >= FLOOR_FLUSH, line

@@ -8,6 +8,7 @@ default), and activemm capture itself waits for any other capture to finish.
 
 import os
 import pathlib
+import re
 import sys
 
 import pytest
@@ -19,7 +20,7 @@ from pytest_helpers import (  # noqa: E402
 
 EVENTS = ["sched/sched_switch", "sched/sched_process_fork", "sched/sched_process_exec",
           "sched/sched_process_exit", "tlb/tlb_flush"]
-OUTPUT_FILES = ["kernel.txt", "kthreads.txt", "tgids.txt", "trace.txt"]
+OUTPUT_FILES = ["kernel.txt", "kthreads.txt", "machine.txt", "tgids.txt", "trace.txt"]
 
 
 def read(path):
@@ -226,6 +227,20 @@ def test_real_capture_of_wl_forkexec(tmp_path):
     assert sorted(os.listdir(out)) == OUTPUT_FILES
     assert os.listdir(tmp_path / "captures") == ["forkexec"]  # no temporary folder left
 
+    # The machine's facts the replay needs (docs/replay.md), as /proc says.
+    machine = dict(line.split(": ", 1) for line in (out / "machine.txt").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                 if line.startswith("flags"))
+    cmdline = open("/proc/cmdline").read().split()
+    assert machine["release"] == os.uname().release
+    assert machine["cpus"] == str(os.cpu_count())
+    assert machine["cpu_pcid"] == ("yes" if "pcid" in flags else "no")
+    assert machine["boot_nopcid"] == ("yes" if "nopcid" in cmdline else "no")
+    uses = "pcid" in flags and "pge" in flags and "nopcid" not in cmdline
+    assert machine["kernel_pcid"] == ("yes" if uses else "no"), machine
+    assert machine["lazy_tlb"] == "refcount", machine  # x86
+
     lines = (out / "trace.txt").read_text().splitlines()
     assert any(line.startswith("# entries-in-buffer/entries-written:") and "#P:" in line
                for line in lines)
@@ -241,3 +256,96 @@ def test_real_capture_of_wl_forkexec(tmp_path):
     release, cpus = read(out / "kernel.txt").splitlines()
     assert release == os.uname().release
     assert int(cpus) == os.sysconf("SC_NPROCESSORS_ONLN")
+
+
+# --- --with trace-cmd ------------------------------------------------------------------------
+
+def test_with_trace_cmd_not_installed_is_named(tmp_path):
+    """Found before root or tracefs matter; one line naming trace-cmd and its package."""
+    import subprocess
+    from pytest_helpers import BIN
+    env = dict(os.environ, PATH=str(tmp_path / "empty"))
+    r = subprocess.run([BIN, "capture", str(tmp_path / "out"), "--with", "trace-cmd", "--",
+                        "/bin/true"], capture_output=True, text=True, timeout=60, env=env,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.splitlines() == [
+        "activemm capture: --with trace-cmd: trace-cmd is not installed (not in PATH): install "
+        "it (Debian, Ubuntu: apt-get install trace-cmd) or capture without --with trace-cmd"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_with_an_unknown_tool_is_a_usage_error(tmp_path):
+    r = run("capture", str(tmp_path / "out"), "--with=perf", "--", "/bin/true")
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.startswith("activemm: --with=perf"), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_real_capture_with_trace_cmd_of_wl_forkexec(tmp_path):
+    """trace-cmd records (trace.dat kept), trace.txt is its report -l -N, the rest as tracefs
+    captures write it; tracefs is as it was, although trace-cmd itself leaves every event off."""
+    import shutil
+    mounted = needs_capture()
+    if shutil.which("trace-cmd") is None:
+        pytest.skip("trace-cmd is not installed (apt-get install trace-cmd)")
+    program = workload_path("wl_forkexec")
+
+    def state():
+        s = tracefs_state()
+        s["set_event"] = read(f"{TRACEFS}/set_event")
+        s["current_tracer"] = read(f"{TRACEFS}/current_tracer")
+        return s
+    before = state() if mounted else None
+
+    out = tmp_path / "captures" / "forkexec"
+    r = run("capture", str(out), "--with", "trace-cmd", "--", program, timeout=300)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "wl_forkexec exited with status 0" in r.stderr
+    assert "with trace-cmd" in r.stderr
+
+    if before is not None:
+        assert state() == before
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_FILES + ["trace.dat"])
+    assert os.listdir(tmp_path / "captures") == ["forkexec"]
+
+    lines = (out / "trace.txt").read_text().splitlines()
+    assert lines[0] == f"cpus={read(out / 'kernel.txt').splitlines()[1]}", lines[0]
+    switches = [line for line in lines if " sched_switch: " in line]
+    assert switches and all(" prev_comm=" in line for line in switches[:100])  # -N
+    # -l: the flags column after the CPU, e.g. "   1d..2. ": the CR3 loads are there.
+    loads = [line for line in lines if "reason:flush on task switch (0)" in line]
+    assert any(re.match(r"^.{8}-\d+ +\d+d\.\.2\. ", line) for line in loads), loads[:5]
+    execs = [line for line in lines if " sched_process_exec: " in line]
+    assert sum("filename=true " in line for line in execs) >= 40, execs
+    for line in execs:
+        assert "/" not in line.split("filename=")[1].split(" pid=")[0], line
+    assert "2" in read(out / "kthreads.txt").split()
+    assert all(len(line.split()) == 2 for line in read(out / "tgids.txt").splitlines())
+    # What the replay's parser made of it (capture reads its trace.txt back).
+    counts = [line for line in r.stderr.splitlines() if " lines: " in line][-1]
+    assert " 0 sched_switch" not in counts and " 0 tlb_flush" not in counts, counts
+
+
+def test_a_failing_trace_cmd_leaves_nothing_and_tracefs_restored(tmp_path):
+    """trace-cmd that ends before it records: its error in one line, no folder, tracefs as it
+    was (capture had already turned tracing_on off)."""
+    import subprocess
+    from pytest_helpers import BIN
+    mounted = needs_capture()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "trace-cmd").write_text("#!/bin/sh\necho 'trace-cmd: something broke' >&2\nexit 3\n")
+    (fake / "trace-cmd").chmod(0o755)
+    before = tracefs_state() if mounted else None
+    env = dict(os.environ, PATH=f"{fake}:/usr/bin:/bin")
+    r = subprocess.run([BIN, "capture", str(tmp_path / "out"), "--with=trace-cmd", "--",
+                        "/bin/true"], capture_output=True, text=True, timeout=120, env=env,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == EXIT_HOST_ERROR, r.stderr
+    assert r.stderr.splitlines()[-1] == (
+        f"activemm capture: {fake}/trace-cmd record exited with status 3 before it recorded: "
+        "trace-cmd: something broke"), r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bin"]
+    if before is not None:
+        assert tracefs_state() == before

@@ -138,6 +138,34 @@ def test_the_summary_names_the_trace_and_the_score(make_replay):
     assert "no disagreements" not in r.stdout  # only with --explain
 
 
+def test_a_folder_without_machine_txt_states_what_it_assumed(make_replay):
+    r, outs = make_replay
+    line = next(l for l in r.stdout.splitlines() if l.startswith("traced machine: "))
+    assert re.fullmatch(r"traced machine: PCID assumed used \(no machine\.txt says otherwise; "
+                        r"--pcid=off replays a kernel without it\), replayed (modeled|hardware); "
+                        r"lazy TLB on \(assumed: x86 refcounts\)", line), line
+    assert json.loads(outs["json"].read_text())["traced_machine"] == line[len("traced machine: "):]
+
+
+def test_machine_txt_of_a_kernel_without_pcid_replays_with_pcid_off(tmp_path, kvm):
+    needs_make_trace()
+    trace = tmp_path / "make"
+    shutil.copytree(MAKE_TRACE, trace)
+    (trace / "machine.txt").write_text(
+        "release: 6.18.44\ncpus: 2\ncpu_pcid: no\ncpu_invpcid: no\nboot_nopcid: no\n"
+        "boot_noinvpcid: no\nkernel_pcid: no\nlazy_tlb: refcount\n")
+    out = tmp_path / "r.json"
+    r = run("replay", str(trace), f"--json={out}")
+    assert r.returncode == EXIT_OK, r.stdout + r.stderr
+    assert ("traced machine: PCID not used (machine.txt: cpu_pcid no, boot_nopcid no), replayed "
+            "off; lazy TLB on (machine.txt)\n") in r.stdout
+    assert json.loads(out.read_text())["mode"]["pcid"] == "off"
+    # A flag still wins over the file.
+    r = run("replay", str(trace), f"--json={out}", "--pcid=modeled")
+    assert r.returncode == EXIT_OK, r.stdout + r.stderr
+    assert "traced machine: PCID modeled (--pcid); lazy TLB on (machine.txt)\n" in r.stdout
+
+
 def test_decisions_have_a_row_per_sched_switch_line(make_replay):
     _, outs = make_replay
     text = outs["decisions"].read_text()

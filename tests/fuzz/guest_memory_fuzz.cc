@@ -32,6 +32,7 @@
 #include "vmm/guest_report.h"
 #include "vmm/mm_verifier.h"
 #include "vmm/model_state.h"
+#include "vmm/program_stream.h"
 #include "vmm/runner.h"
 #include "vmm/scenario.h"
 #include "vmm/scenario_run.h"
@@ -125,12 +126,15 @@ void Scenario(activemm::GuestMemory& mem, const Fixture& fx, const GuestMemoryFu
     if (c.ok()) report.shadow_interrupts += c->shadow_interrupts;
   }
   report.tsc_khz = p.tsc_khz;
-  report.step_records.resize(sc.program.size());
-  const uint64_t results_pa =
-      abi::kScenarioPa + sizeof(abi::ScenarioHeader) + sc.program.size() * sizeof(abi::Step);
-  if (mem.ReadBytes(results_pa, report.step_records.data(),
-                    report.step_records.size() * sizeof(abi::StepRecord))
-          .ok()) {
+  // The program window (vmm/program_stream.h): the host loads it before the guest runs, then
+  // the guest writes the records and asks for refills after a count of its choosing.
+  std::vector<uint8_t> written(abi::kProgramWindow * sizeof(abi::StepRecord));
+  const bool have_records = mem.ReadBytes(abi::kProgramRecordsPa, written.data(), written.size()).ok();
+  activemm::ProgramStream stream(sc.program, mem);
+  if (have_records && stream.Start(abi::ScenarioHeader{}).ok() &&
+      mem.WriteBytes(abi::kProgramRecordsPa, written.data(), written.size()).ok()) {
+    if (dir.ok()) (void)stream.Refill(dir->steps_done);
+    report.step_records = stream.TakeRecords();
     activemm::TimelineRun run;
     run.label = "fuzz";
     run.scenario = &sc;

@@ -211,9 +211,7 @@ void ModelState(Seed& s, const GuestImage& image, abi::LazyMode lazy, abi::PcidM
 
 // The step records of the built-in scenario's first steps, as the guest writes them.
 void StepRecords(Seed& s, const Scenario& sc) {
-  const uint64_t steps_pa = abi::kScenarioPa + sizeof(abi::ScenarioHeader);
-  const uint64_t results_pa = steps_pa + sc.program.size() * sizeof(abi::Step);
-  auto* rec = s.state.At<abi::StepRecord>(results_pa);
+  auto* rec = s.state.At<abi::StepRecord>(abi::kProgramRecordsPa);
   for (size_t i = 0; i < sc.program.size() && i < 6; ++i) {
     rec[i].tsc_begin = 1000000 + i * 5000;
     rec[i].tsc_end = rec[i].tsc_begin + 3000;

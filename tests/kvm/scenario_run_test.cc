@@ -1,8 +1,10 @@
 // The mm model on real KVM: the built-in scenario passes in both modes with exact counters, and
 // every planted bug is caught by the verifier under the rule it breaks.
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/mm_abi.h"
@@ -171,6 +173,56 @@ TEST_F(ScenarioRunTest, AMappingLeftByMunmapIsCaughtByRing3) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->run.outcome, Outcome::kGuestPanic);
   EXPECT_THAT(r->run.report, HasSubstr("without a fault"));
+}
+
+// A program over two windows long (shared/mm_abi.h kProgramWindow) streams through the window:
+// every step runs once, in order, including parallel blocks that straddle a refill.
+TEST_F(ScenarioRunTest, AProgramLongerThanTheWindowStreamsThroughIt) {
+  std::vector<std::string> steps = {R"({"op": "spawn", "task": "A"})",
+                                    R"({"op": "spawn", "task": "B"})",
+                                    R"({"op": "kthread", "task": "K"})"};
+  uint64_t switches = 0;
+  const std::string a0 = R"({"op": "run", "cpu": 0, "task": "A"})";
+  const std::string k0 = R"({"op": "run", "cpu": 0, "task": "K"})";
+  const std::string b1 = R"({"op": "run", "cpu": 1, "task": "B"})";
+  const std::string i1 = R"({"op": "idle", "cpu": 1})";
+  for (int round = 0; round < 4400; ++round) {
+    if (round % 37 == 36) {  // 5 program steps: its slots fall across every position
+      steps.push_back(absl::StrFormat(R"({"op": "parallel", "steps": {"0": [%s, %s], "1": [%s, %s]}})",
+                                      a0, k0, b1, i1));
+    } else {
+      for (const std::string* s : {&a0, &b1, &k0, &i1}) steps.push_back(*s);
+    }
+    switches += 4;
+  }
+  // The last round leaves K on CPU 0, borrowing A.
+  steps.push_back(R"({"op": "check", "mm": "A", "mm_users": 1, "mm_count": 2, "loaded_on": [0],
+                      "lazy_on": [0]})");
+  Scenario sc = Compile(absl::StrFormat(R"({"version": 1, "name": "long", "cpus": 2, "steps": [%s]})",
+                                        absl::StrJoin(steps, ",")),
+                        /*every_step=*/false);
+  ASSERT_GT(sc.program.size(), 2u * abi::kProgramWindow);
+  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(kvm(), sc, Options(abi::LazyMode::kOn));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->run.report;
+  EXPECT_EQ(r->steps_done, static_cast<int>(sc.program.size()));
+  EXPECT_EQ(r->checks_passed, 1);
+  EXPECT_EQ(r->totals.context_switches, switches);
+  // Only the first loads of A and B write CR3: K borrows A, the idle task borrows B, and both
+  // come back to an mm still loaded with its tlb_gen unchanged.
+  EXPECT_EQ(r->totals.cr3_writes, 2u);
+  ASSERT_EQ(r->step_records.size(), sc.program.size());
+  size_t executed = 0;
+  for (size_t i = 0; i < sc.program.size(); ++i) {
+    const abi::Step& s = sc.program[i];
+    if (s.op == static_cast<uint32_t>(abi::StepOp::kParallel)) continue;
+    ASSERT_TRUE(r->step_records[i].result & abi::kStepExecuted) << "step " << i;
+    if (s.op == static_cast<uint32_t>(abi::StepOp::kRun)) {
+      ASSERT_EQ(r->step_records[i].curr, s.task) << "step " << i;
+    }
+    ++executed;
+  }
+  EXPECT_GT(executed, 2u * abi::kProgramWindow);
 }
 
 }  // namespace

@@ -379,15 +379,37 @@ TEST(ScenarioCompileTest, TooManyMms) {
 }
 
 TEST(ScenarioCompileTest, TooManySteps) {
-  // The final verification takes a program slot too.
-  std::vector<std::string> steps(abi::kMaxSteps - 1, R"({"op": "checkpoint"})");
-  EXPECT_TRUE(Compile(Scenario2(absl::StrJoin(steps, ","), 1)).ok());
+  // The final verification takes a program slot too. The limit is lowered so the test stays
+  // small; the real one (abi::kMaxProgramSteps) is the same comparison.
+  CompileOptions o;
+  o.max_steps = 100;
+  std::vector<std::string> steps(99, R"({"op": "checkpoint"})");
+  EXPECT_TRUE(Compile(Scenario2(absl::StrJoin(steps, ","), 1), o).ok());
   steps.push_back(R"({"op": "checkpoint"})");
-  absl::StatusOr<Scenario> sc = Compile(Scenario2(absl::StrJoin(steps, ","), 1));
+  absl::StatusOr<Scenario> sc = Compile(Scenario2(absl::StrJoin(steps, ","), 1), o);
   ASSERT_FALSE(sc.ok());
   EXPECT_THAT(sc.status().message(),
-              HasSubstr(absl::StrFormat("step %d (checkpoint): the program is too long",
-                                        abi::kMaxSteps - 1)));
+              HasSubstr("step 99 (checkpoint): the program is too long: at most 100 steps run"));
+}
+
+TEST(ScenarioCompileTest, ParallelBlockLongerThanTheWindowAllows) {
+  auto block = [](int n) {
+    std::vector<std::string> list;
+    for (int i = 0; i < n; ++i) {
+      list.push_back(i % 2 == 0 ? R"({"op": "run", "cpu": 0, "task": "K"})"
+                                : R"({"op": "idle", "cpu": 0})");
+    }
+    return absl::StrFormat(
+        R"({"op": "kthread", "task": "K"}, {"op": "parallel", "steps": {"0": [%s]}})",
+        absl::StrJoin(list, ","));
+  };
+  EXPECT_TRUE(Compile(Scenario2(block(abi::kProgramRefillAhead - 1), 1)).ok());
+  absl::StatusOr<Scenario> sc = Compile(Scenario2(block(abi::kProgramRefillAhead), 1));
+  ASSERT_FALSE(sc.ok());
+  EXPECT_THAT(sc.status().message(),
+              HasSubstr(absl::StrFormat("step 1 (parallel): the block's lists make %d model "
+                                        "steps; at most %d run in one block",
+                                        abi::kProgramRefillAhead, abi::kProgramRefillAhead - 1)));
 }
 
 // ---- The built-in scenario ---------------------------------------------------------------------

@@ -1065,5 +1065,201 @@ TEST(TraceSharedFileTest, PipeProcParsesWhole) {
   EXPECT_EQ(t.stats.events, 9601);
 }
 
+// ---- trace-cmd report -l -N ----
+
+// Every field of an event except its line number (the two texts' headers differ in length).
+std::string EventFields(const TraceEvent& e) {
+  return absl::StrFormat(
+      "%s cpu=%d pid=%d tgid=%d comm=%s flags=%s ts=%d prev=%s/%d/%s next=%s/%d child=%s/%d "
+      "file=%s pages=%d reason=%d lost=%d",
+      TraceEventKindName(e.kind), e.cpu, e.pid, e.tgid, e.comm, e.flags, e.timestamp_ns,
+      e.prev_comm, e.prev_pid, e.prev_state, e.next_comm, e.next_pid, e.child_comm, e.child_pid,
+      e.filename, e.pages, static_cast<int>(e.reason), e.lost);
+}
+
+std::vector<std::string> AllEventFields(const Trace& t) {
+  std::vector<std::string> out;
+  for (const TraceEvent& e : t.events) out.push_back(EventFields(e));
+  return out;
+}
+
+// One recording of this machine (Linux 6.18, 2 CPUs) read twice: tracefs's `trace` file, and
+// `trace-cmd extract` of the same ring buffer through `trace-cmd report -l -N`; lines 305-329
+// and 294-318, each with its header.
+constexpr char kSameFtrace[] = R"trace(# tracer: nop
+#
+# entries-in-buffer/entries-written: 1312/1312   #P:2
+#
+#                                          _-----=> irqs-off/BH-disabled
+#                                         / _----=> need-resched
+#                                        | / _---=> hardirq/softirq
+#                                        || / _--=> preempt-depth
+#                                        ||| / _-=> migrate-disable
+#                                        |||| /     delay
+#           TASK-PID       TGID    CPU#  |||||  TIMESTAMP  FUNCTION
+#              | |           |       |   |||||     |         |
+              sh-13549   (  13549) [000] ..... 65622.321325: sched_process_fork: comm=sh pid=13549 child_comm=sh child_pid=13551
+              sh-13549   (  13549) [000] d..2. 65622.321335: sched_switch: prev_comm=sh prev_pid=13549 prev_prio=120 prev_state=D ==> next_comm=sh next_pid=13551 next_prio=120
+            true-13551   (  13551) [000] dN.1. 65622.321674: tlb_flush: pages:-1 reason:flush on task switch (0)
+            true-13551   (  13551) [000] d..2. 65622.321704: sched_switch: prev_comm=true prev_pid=13551 prev_prio=120 prev_state=R+ ==> next_comm=sh next_pid=13549 next_prio=120
+            true-13551   (  13551) [000] d..2. 65622.321724: tlb_flush: pages:-1 reason:flush on task switch (0)
+              sh-13549   (  13549) [000] d..2. 65622.321750: sched_switch: prev_comm=sh prev_pid=13549 prev_prio=120 prev_state=S ==> next_comm=true next_pid=13551 next_prio=120
+              sh-13549   (  13549) [000] d..2. 65622.321753: tlb_flush: pages:-1 reason:flush on task switch (0)
+            true-13551   (  13551) [000] d..3. 65622.321793: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..1. 65622.321798: tlb_flush: pages:-1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] ..... 65622.322127: sched_process_exec: filename=/bin/true pid=13551 old_pid=13551
+            true-13551   (  13551) [000] d..2. 65622.322499: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..2. 65622.322758: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..2. 65622.322902: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..2. 65622.322917: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..2. 65622.322934: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..2. 65622.322951: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..1. 65622.323190: tlb_flush: pages:4 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..1. 65622.323224: tlb_flush: pages:1 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..1. 65622.323275: tlb_flush: pages:2 reason:local MM shootdown (3)
+            true-13551   (  13551) [000] d..1. 65622.323617: tlb_flush: pages:13 reason:local MM shootdown (3)
+        activemm-12285   (  12285) [001] d..2. 65622.323685: sched_switch: prev_comm=activemm prev_pid=12285 prev_prio=120 prev_state=R ==> next_comm=cc1plus next_pid=13496 next_prio=120
+        activemm-12285   (  12285) [001] d..2. 65622.323692: tlb_flush: pages:-1 reason:flush on task switch (0)
+            true-13551   (  13551) [000] d..2. 65622.323706: sched_switch: prev_comm=true prev_pid=13551 prev_prio=120 prev_state=R ==> next_comm=rcu_preempt next_pid=15 next_prio=120
+     rcu_preempt-15      (     15) [000] d..2. 65622.323728: sched_switch: prev_comm=rcu_preempt prev_pid=15 prev_prio=120 prev_state=I ==> next_comm=true next_pid=13551 next_prio=120
+            true-13551   (  13551) [000] ..... 65622.323840: sched_process_exit: comm=true pid=13551 prio=120 group_dead=true
+)trace";
+constexpr char kSameTraceCmd[] = R"trace(cpus=2
+      sh-13549   0..... 65622.321325: sched_process_fork:   comm=sh pid=13549 child_comm=sh child_pid=13551
+      sh-13549   0d..2. 65622.321335: sched_switch:         prev_comm=sh prev_pid=13549 prev_prio=120 prev_state=D ==> next_comm=sh next_pid=13551 next_prio=120
+    true-13551   0dN.1. 65622.321674: tlb_flush:            pages:-1 reason:flush on task switch (0)
+    true-13551   0d..2. 65622.321704: sched_switch:         prev_comm=true prev_pid=13551 prev_prio=120 prev_state=R+ ==> next_comm=sh next_pid=13549 next_prio=120
+    true-13551   0d..2. 65622.321724: tlb_flush:            pages:-1 reason:flush on task switch (0)
+      sh-13549   0d..2. 65622.321750: sched_switch:         prev_comm=sh prev_pid=13549 prev_prio=120 prev_state=S ==> next_comm=true next_pid=13551 next_prio=120
+      sh-13549   0d..2. 65622.321753: tlb_flush:            pages:-1 reason:flush on task switch (0)
+    true-13551   0d..3. 65622.321793: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..1. 65622.321798: tlb_flush:            pages:-1 reason:local MM shootdown (3)
+    true-13551   0..... 65622.322127: sched_process_exec:   filename=/bin/true pid=13551 old_pid=13551
+    true-13551   0d..2. 65622.322499: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..2. 65622.322758: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..2. 65622.322902: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..2. 65622.322917: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..2. 65622.322934: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..2. 65622.322951: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..1. 65622.323190: tlb_flush:            pages:4 reason:local MM shootdown (3)
+    true-13551   0d..1. 65622.323224: tlb_flush:            pages:1 reason:local MM shootdown (3)
+    true-13551   0d..1. 65622.323275: tlb_flush:            pages:2 reason:local MM shootdown (3)
+    true-13551   0d..1. 65622.323617: tlb_flush:            pages:13 reason:local MM shootdown (3)
+activemm-12285   1d..2. 65622.323685: sched_switch:         prev_comm=activemm prev_pid=12285 prev_prio=120 prev_state=R ==> next_comm=cc1plus next_pid=13496 next_prio=120
+activemm-12285   1d..2. 65622.323692: tlb_flush:            pages:-1 reason:flush on task switch (0)
+    true-13551   0d..2. 65622.323706: sched_switch:         prev_comm=true prev_pid=13551 prev_prio=120 prev_state=R ==> next_comm=rcu_preempt next_pid=15 next_prio=120
+rcu_pree-15      0d..2. 65622.323728: sched_switch:         prev_comm=rcu_preempt prev_pid=15 prev_prio=120 prev_state=I ==> next_comm=true next_pid=13551 next_prio=120
+    true-13551   0..... 65622.323840: sched_process_exit:   comm=true pid=13551 prio=120 group_dead=true
+)trace";
+constexpr char kSameTgids[] = "13549 13549\n13551 13551\n12285 12285\n15 15\n13496 13473\n";
+
+TEST(TraceCmdTest, DetectedByItsCpusLine) {
+  EXPECT_EQ(ParseTrace(kSameFtrace).format, TraceFormat::kFtrace);
+  Trace t = ParseTrace(kSameTraceCmd);
+  EXPECT_EQ(t.format, TraceFormat::kTraceCmd);
+  EXPECT_EQ(t.num_cpus, 2);
+  EXPECT_EQ(t.stats.comments, 1);
+  EXPECT_EQ(t.stats.malformed, 0) << t.stats.malformed_lines.front();
+  EXPECT_EQ(t.stats.events, 25);
+  // trace-cmd 2 printed its file version first.
+  EXPECT_EQ(ParseTrace(absl::StrCat("version = 6\n", kSameTraceCmd)).format,
+            TraceFormat::kTraceCmd);
+  EXPECT_EQ(ParseTrace("\nversion = 6\ncpus=4\n").num_cpus, 4);
+}
+
+// The same recording in both formats: the same events, field by field, once tgids.txt has
+// given the trace-cmd text its TGIDs.
+TEST(TraceCmdTest, SameRecordingSameEvents) {
+  absl::StatusOr<TraceDir> ftrace = ParseTraceDir("f", kSameFtrace, kSameTgids, "", "");
+  absl::StatusOr<TraceDir> trace_cmd = ParseTraceDir("t", kSameTraceCmd, kSameTgids, "", "");
+  ASSERT_TRUE(ftrace.ok()) << ftrace.status();
+  ASSERT_TRUE(trace_cmd.ok()) << trace_cmd.status();
+  EXPECT_EQ(ftrace->trace.num_cpus, trace_cmd->trace.num_cpus);
+  ASSERT_EQ(ftrace->trace.events.size(), 25u);
+  EXPECT_EQ(AllEventFields(trace_cmd->trace), AllEventFields(ftrace->trace));
+  // The kinds the replay needs are all there, and the CR3 loads' flags.
+  std::set<TraceEventKind> kinds;
+  for (const TraceEvent& e : trace_cmd->trace.events) kinds.insert(e.kind);
+  EXPECT_EQ(kinds.size(), 5u);
+  const TraceEvent& load = trace_cmd->trace.events[4];
+  EXPECT_EQ(load.kind, TraceEventKind::kFlush);
+  EXPECT_EQ(load.reason, FlushReason::kTaskSwitch);
+  EXPECT_EQ(load.flags, "d..2.");
+  EXPECT_EQ(load.line, 6);
+  // "rcu_pree" on its line: the whole name comes from its sched_switch fields.
+  EXPECT_EQ(trace_cmd->trace.events[23].comm, "rcu_preempt");
+}
+
+TEST(TraceCmdTest, WithoutTgidsTheColumnIsUnknown) {
+  Trace t = ParseTrace(kSameTraceCmd);
+  for (const TraceEvent& e : t.events) EXPECT_EQ(e.tgid, -1);
+  absl::StatusOr<TraceDir> dir = ParseTraceDir("t", kSameTraceCmd, "13549 13549\n", "", "");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(dir->trace.events[0].tgid, 13549);
+  EXPECT_EQ(dir->trace.events[2].tgid, -1);  // 13551: not in tgids.txt
+}
+
+TEST(TraceCmdTest, IdleDroppedMarkersAndBadLines) {
+  Trace t = ParseTrace(
+      "cpus=2\n"
+      "  <idle>-0       1d..2. 65622.321335: sched_switch:         prev_comm=swapper/1 prev_pid=0 "
+      "prev_prio=120 prev_state=R ==> next_comm=sh next_pid=13549 next_prio=120\n"
+      "CPU:1 [12 EVENTS DROPPED]\n"
+      "CPU:0 [EVENTS DROPPED]\n"
+      "kworker/-123456   0d.h1. 65622.321336: tlb_flush:            pages:-1 reason:remote "
+      "shootdown (1)\n"
+      // Without -l: no flags.
+      "            bash-13548 [001] 65622.222001: sched_process_fork:   comm=bash pid=13548 "
+      "child_comm=bash child_pid=13549\n"
+      // Without -N: trace-cmd's own sched_switch format.
+      "    bash-13548   1d..2. 65622.222013: sched_switch:         bash:13548 [120] R ==> "
+      "qemu-system-x86:11281 [120]\n"
+      "    bash-13548   2d..2. 65622.222013: tlb_flush:            pages:0 reason:flush on task "
+      "switch (0)\n"
+      "cpus=3\n"
+      "    bash-13548   1d..2. 65622.222013: sched_wakeup:         comm=x pid=1 prio=120 "
+      "target_cpu=001\n");
+  EXPECT_EQ(t.format, TraceFormat::kTraceCmd);
+  ASSERT_EQ(t.events.size(), 4u);
+  EXPECT_EQ(t.events[0].pid, 0);
+  EXPECT_EQ(t.events[0].comm, "<idle>");
+  EXPECT_EQ(t.events[0].cpu, 1);
+  EXPECT_EQ(t.events[0].next_pid, 13549);
+  EXPECT_EQ(t.events[1].kind, TraceEventKind::kLost);
+  EXPECT_EQ(t.events[1].cpu, 1);
+  EXPECT_EQ(t.events[1].lost, 12u);
+  EXPECT_EQ(t.events[2].kind, TraceEventKind::kLost);
+  EXPECT_EQ(t.events[2].lost, 0u);
+  EXPECT_EQ(t.stats.lost_markers, 2);
+  EXPECT_EQ(t.stats.lost_events, 12u);
+  EXPECT_EQ(t.events[3].pid, 123456);
+  EXPECT_EQ(t.events[3].comm, "kworker/");
+  EXPECT_EQ(t.events[3].flags, "d.h1.");
+  EXPECT_EQ(t.events[3].reason, FlushReason::kRemoteShootdown);
+  // No flags, plugin format, CPU 2 of 2, a second CPU count: malformed; sched_wakeup: other.
+  EXPECT_EQ(t.stats.malformed, 4);
+  EXPECT_THAT(t.stats.malformed_lines, ElementsAre(6, 7, 8, 9));
+  EXPECT_EQ(t.stats.beyond_cpus, 1);
+  EXPECT_EQ(t.stats.other_events, 1);
+}
+
+// ftrace text is never taken for trace-cmd's, whatever its lines say.
+TEST(TraceCmdTest, FtraceTextStaysFtrace) {
+  Trace t = ParseTrace(absl::StrCat("# tracer: nop\ncpus=2\n", kSwitchLine, "\n"));
+  EXPECT_EQ(t.format, TraceFormat::kFtrace);
+  EXPECT_EQ(t.events.size(), 1u);
+}
+
+TEST(TraceCmdTest, TextWithoutFlagsIsRefusedWithTheCommand) {
+  absl::StatusOr<TraceDir> dir = ParseTraceDir(
+      "t",
+      "cpus=2\n            bash-13548 [001] 65622.222001: sched_process_fork:   comm=bash "
+      "pid=13548 child_comm=bash child_pid=13549\n",
+      "", "", "");
+  ASSERT_FALSE(dir.ok());
+  EXPECT_THAT(dir.status().message(), HasSubstr("t/trace.txt: no events"));
+  EXPECT_THAT(dir.status().message(), HasSubstr("trace-cmd report -l -N"));
+}
+
 }  // namespace
 }  // namespace activemm
