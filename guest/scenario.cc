@@ -256,6 +256,19 @@ void WaitForKick(uint32_t seen) {
   SafeHaltThenCli();
 }
 
+// The test hooks of the step loop (abi::MmBug from kSlowSteps on), before step i runs.
+[[gnu::noinline]] void StepTestHook(uint32_t i, const abi::Step& s) {
+  if (Bug(abi::MmBug::kSlowSteps)) {
+    const uint64_t start = Rdtsc();
+    while (Rdtsc() - start < abi::kSlowStepTscCycles) Pause();
+  }
+  if (i < header->num_steps / 2) return;  // the others fire at the middle step
+  if (Bug(abi::MmBug::kStallHalfway)) {
+    for (;;) Pause();  // no progress, no hypercall: only the host's watchdog ends this
+  }
+  if (abi::IsHostile(model.bug)) hostile_guest(model.bug, s.index);
+}
+
 [[noreturn]] void StepLoop() {
   for (;;) {
     Cli();
@@ -286,14 +299,8 @@ void WaitForKick(uint32_t seen) {
       WaitForKick(i);
       continue;
     }
-    if (Bug(abi::MmBug::kSlowSteps)) {
-      const uint64_t start = Rdtsc();
-      while (Rdtsc() - start < abi::kSlowStepTscCycles) Pause();
-    }
-    if (Bug(abi::MmBug::kStallHalfway) && i >= header->num_steps / 2) {
-      for (;;) Pause();  // no progress, no hypercall: only the host's watchdog ends this
-    }
-    if (abi::IsHostile(model.bug) && i >= header->num_steps / 2) hostile_guest(model.bug, s.index);
+    // One compare per step for every test hook (the hooks are numbered after the model bugs).
+    if (model.bug >= abi::MmBug::kSlowSteps) StepTestHook(i, s);
     BeginStep(i);
     ExecuteStep(s);
     FinishStep();

@@ -243,7 +243,8 @@ enum class MmBug : uint32_t {
   kSkipIpiNonLazy = 8,  // flush_tlb_mm_range sends no IPI to a non-lazy CPU using the mm
   kNoTlbGenCheck = 9,   // back from lazy mode to the same mm: no tlb_gen check, no flush
   kAsidNoFlush = 10,    // choose_new_asid reuses a slot for another mm without a flush
-  // Not bugs: test hooks on the step loop, for the watchdog and interruption tests.
+  // Not bugs: test hooks on the step loop, for the watchdog and interruption tests. Every value
+  // from kSlowSteps on is a hook (the step loop tests that with one compare).
   kSlowSteps = 11,      // every step first spins kSlowStepTscCycles: long runs on any host
   kStallHalfway = 12,   // the CPU of the middle step spins there, interrupts off, forever
   // Not bugs: a hostile guest (guest/hostile.h), for the tests that the host survives one. At

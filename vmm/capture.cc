@@ -562,6 +562,45 @@ absl::Status CheckOutDir(const std::string& out) {
   return absl::OkStatus();
 }
 
+// The trace folder's files beside trace.txt, however it was recorded: tgids.txt (tracefs's
+// saved_tgids), kthreads.txt, kernel.txt and machine.txt.
+absl::Status WriteFolderFacts(const std::string& tracefs, const std::string& dir,
+                              std::FILE* progress) {
+  absl::StatusOr<std::string> tgids = ReadWholeFile(tracefs + "/saved_tgids");
+  if (!tgids.ok()) {
+    Say(progress, "warning: {}; tgids.txt is empty", std::string(tgids.status().message()));
+    tgids = std::string();
+  }
+  if (absl::Status s = WriteSmallFile(dir + "/tgids.txt", *tgids); !s.ok()) return s;
+  if (absl::Status s = WriteSmallFile(dir + "/kthreads.txt", KernelThreads()); !s.ok()) return s;
+  struct utsname u;
+  if (uname(&u) != 0) return absl::InternalError(absl::StrFormat("uname: %s", Errno(errno)));
+  const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
+  if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
+  return WriteSmallFile(dir + "/machine.txt", ThisMachineFacts());
+}
+
+// The lost-event markers of a recorded trace (`marker` as its format writes them).
+void SayLostEvents(const TraceStats& st, const char* marker, const CaptureOptions& o) {
+  if (st.lost_markers == 0) return;
+  Say(o.progress,
+      "warning: {} {} markers: {} events were dropped; capture again with a larger --buffer-kb "
+      "(now {})",
+      st.lost_markers, marker, st.lost_events, o.buffer_kb);
+}
+
+// "N lines: S sched_switch, F sched_process_fork, ...": what a recorded trace holds.
+void SayEventCounts(const Trace& trace, std::FILE* progress) {
+  std::map<TraceEventKind, int> per_kind;
+  for (const TraceEvent& e : trace.events) ++per_kind[e.kind];
+  std::vector<std::string> counts;
+  for (TraceEventKind k : {TraceEventKind::kSwitch, TraceEventKind::kFork, TraceEventKind::kExec,
+                           TraceEventKind::kExit, TraceEventKind::kFlush}) {
+    counts.push_back(absl::StrFormat("%d %s", per_kind[k], TraceEventKindName(k)));
+  }
+  Say(progress, "{} lines: {}", trace.stats.lines, absl::StrJoin(counts, ", "));
+}
+
 // The trace, written into `dir` while tracefs is set up by `settings`.
 absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSettings& settings) {
   const std::string& t = o.tracefs;
@@ -600,18 +639,7 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
       *status == 0 ? "" : " (the trace is kept)");
 
   if (absl::Status s = CopyTrace(t + "/trace", dir + "/trace.txt"); !s.ok()) return s;
-  absl::StatusOr<std::string> tgids = ReadWholeFile(t + "/saved_tgids");
-  if (!tgids.ok()) {
-    Say(o.progress, "warning: {}; tgids.txt is empty", std::string(tgids.status().message()));
-    tgids = std::string();
-  }
-  if (absl::Status s = WriteSmallFile(dir + "/tgids.txt", *tgids); !s.ok()) return s;
-  if (absl::Status s = WriteSmallFile(dir + "/kthreads.txt", KernelThreads()); !s.ok()) return s;
-  struct utsname u;
-  if (uname(&u) != 0) return absl::InternalError(absl::StrFormat("uname: %s", Errno(errno)));
-  const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
-  if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
-  if (absl::Status s = WriteSmallFile(dir + "/machine.txt", ThisMachineFacts()); !s.ok()) return s;
+  if (absl::Status s = WriteFolderFacts(t, dir, o.progress); !s.ok()) return s;
 
   // What was recorded, read back with the replay's own parser.
   absl::StatusOr<std::string> text = ReadWholeFile(dir + "/trace.txt");
@@ -629,20 +657,8 @@ absl::Status Record(const CaptureOptions& o, const std::string& dir, TracefsSett
         "beginning; capture again with a larger --buffer-kb (now {})",
         st.entries_written - st.entries_in_buffer, st.entries_written, o.buffer_kb);
   }
-  if (st.lost_markers > 0) {
-    Say(o.progress,
-        "warning: {} [LOST N EVENTS] markers: {} events were dropped; capture again with a "
-        "larger --buffer-kb (now {})",
-        st.lost_markers, st.lost_events, o.buffer_kb);
-  }
-  std::map<TraceEventKind, int> per_kind;
-  for (const TraceEvent& e : trace.events) ++per_kind[e.kind];
-  std::vector<std::string> counts;
-  for (TraceEventKind k : {TraceEventKind::kSwitch, TraceEventKind::kFork, TraceEventKind::kExec,
-                           TraceEventKind::kExit, TraceEventKind::kFlush}) {
-    counts.push_back(absl::StrFormat("%d %s", per_kind[k], TraceEventKindName(k)));
-  }
-  Say(o.progress, "{} lines: {}", st.lines, absl::StrJoin(counts, ", "));
+  SayLostEvents(st, "[LOST N EVENTS]", o);
+  SayEventCounts(trace, o.progress);
   return absl::OkStatus();
 }
 
@@ -840,18 +856,7 @@ absl::Status RecordWithTraceCmd(const CaptureOptions& o, const std::string& trac
   if (absl::Status s = CopyTrace(report, dir + "/trace.txt"); !s.ok()) return s;
   for (const std::string& f : {report, log, dir + "/trace-cmd.out"}) unlink(f.c_str());
 
-  absl::StatusOr<std::string> tgids = ReadWholeFile(t + "/saved_tgids");
-  if (!tgids.ok()) {
-    Say(o.progress, "warning: {}; tgids.txt is empty", std::string(tgids.status().message()));
-    tgids = std::string();
-  }
-  if (absl::Status s = WriteSmallFile(dir + "/tgids.txt", *tgids); !s.ok()) return s;
-  if (absl::Status s = WriteSmallFile(dir + "/kthreads.txt", KernelThreads()); !s.ok()) return s;
-  struct utsname u;
-  if (uname(&u) != 0) return absl::InternalError(absl::StrFormat("uname: %s", Errno(errno)));
-  const std::string kernel = absl::StrFormat("%s\n%d\n", u.release, sysconf(_SC_NPROCESSORS_ONLN));
-  if (absl::Status s = WriteSmallFile(dir + "/kernel.txt", kernel); !s.ok()) return s;
-  if (absl::Status s = WriteSmallFile(dir + "/machine.txt", ThisMachineFacts()); !s.ok()) return s;
+  if (absl::Status s = WriteFolderFacts(t, dir, o.progress); !s.ok()) return s;
 
   absl::StatusOr<std::string> text = ReadWholeFile(dir + "/trace.txt");
   if (!text.ok()) return text.status();
@@ -861,20 +866,8 @@ absl::Status RecordWithTraceCmd(const CaptureOptions& o, const std::string& trac
     Say(o.progress, "warning: `{} report` wrote no 'cpus=N' first line: replay will not read it",
         trace_cmd);
   }
-  if (st.lost_markers > 0) {
-    Say(o.progress,
-        "warning: {} [EVENTS DROPPED] markers: {} events were dropped; capture again with a "
-        "larger --buffer-kb (now {})",
-        st.lost_markers, st.lost_events, o.buffer_kb);
-  }
-  std::map<TraceEventKind, int> per_kind;
-  for (const TraceEvent& e : trace.events) ++per_kind[e.kind];
-  std::vector<std::string> counts;
-  for (TraceEventKind k : {TraceEventKind::kSwitch, TraceEventKind::kFork, TraceEventKind::kExec,
-                           TraceEventKind::kExit, TraceEventKind::kFlush}) {
-    counts.push_back(absl::StrFormat("%d %s", per_kind[k], TraceEventKindName(k)));
-  }
-  Say(o.progress, "{} lines: {}", st.lines, absl::StrJoin(counts, ", "));
+  SayLostEvents(st, "[EVENTS DROPPED]", o);
+  SayEventCounts(trace, o.progress);
   return absl::OkStatus();
 }
 

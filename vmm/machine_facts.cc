@@ -92,8 +92,9 @@ std::string FormatMachineFacts(std::string_view release, std::string_view arch, 
 
 std::string ThisMachineFacts() {
   struct utsname u {};
-  const std::string release = uname(&u) == 0 ? u.release : "";
-  return FormatMachineFacts(release, uname(&u) == 0 ? u.machine : "",
+  const bool named = uname(&u) == 0;
+  const std::string release = named ? u.release : "";
+  return FormatMachineFacts(release, named ? u.machine : "",
                             static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
                             ReadSmall("/proc/cpuinfo"), ReadSmall("/proc/cmdline"),
                             release.empty() ? "" : ReadSmall("/boot/config-" + release));

@@ -316,33 +316,23 @@ bool ParseFlush(std::string_view s, TraceEvent* e) {
   return true;
 }
 
-// "CPU:1 [LOST 123 EVENTS]", or "CPU:1 [LOST EVENTS]" when the ring buffer could not count
-// them (lost = 0 then).
-bool ParseLost(std::string_view s, TraceEvent* e) {
+// A lost-events marker: "CPU:1[open]123 [close]", or "CPU:1[open][close]" when the ring buffer
+// could not count them (lost = 0 then). ftrace writes "CPU:1 [LOST 123 EVENTS]" (open
+// " [LOST ", close "EVENTS]"), trace-cmd "CPU:1 [123 EVENTS DROPPED]" (" [", "EVENTS DROPPED]").
+bool ParseLostMarker(std::string_view s, std::string_view open, std::string_view close,
+                     TraceEvent* e) {
   std::string_view v;
-  if (!Eat(&s, "CPU:") || !Until(&s, " [LOST ", &v) || !ParseUnsigned(v, &e->cpu) ||
+  if (!Eat(&s, "CPU:") || !Until(&s, open, &v) || !ParseUnsigned(v, &e->cpu) ||
       e->cpu >= kMaxCpuColumn) {
     return false;
   }
-  if (s == "EVENTS]") {
+  if (s == close) {
     e->lost = 0;
     return true;
   }
-  return Until(&s, " EVENTS]", &v) && s.empty() && ParseUnsigned(v, &e->lost);
-}
-
-// trace-cmd's "CPU:1 [123 EVENTS DROPPED]", or "CPU:1 [EVENTS DROPPED]" (lost = 0 then).
-bool ParseDropped(std::string_view s, TraceEvent* e) {
-  std::string_view v;
-  if (!Eat(&s, "CPU:") || !Until(&s, " [", &v) || !ParseUnsigned(v, &e->cpu) ||
-      e->cpu >= kMaxCpuColumn) {
-    return false;
-  }
-  if (s == "EVENTS DROPPED]") {
-    e->lost = 0;
-    return true;
-  }
-  return Until(&s, " EVENTS DROPPED]", &v) && s.empty() && ParseUnsigned(v, &e->lost);
+  return s.size() > close.size() && s.substr(s.size() - close.size()) == close &&
+         s[s.size() - close.size() - 1] == ' ' &&
+         ParseUnsigned(s.substr(0, s.size() - close.size() - 1), &e->lost);
 }
 
 // trace-cmd's first line, "cpus=2": the count, or -1 when it holds none.
@@ -428,7 +418,9 @@ enum class LineClass { kEvent, kMalformed, kOther };
 LineClass ParseEventLine(std::string_view line, TraceFormat format, TraceEvent* e) {
   const bool trace_cmd = format == TraceFormat::kTraceCmd;
   if (line.starts_with("CPU:")) {
-    if (!(trace_cmd ? ParseDropped(line, e) : ParseLost(line, e))) return LineClass::kMalformed;
+    const bool ok = trace_cmd ? ParseLostMarker(line, " [", "EVENTS DROPPED]", e)
+                              : ParseLostMarker(line, " [LOST ", "EVENTS]", e);
+    if (!ok) return LineClass::kMalformed;
     e->kind = TraceEventKind::kLost;
     e->pid = -1;  // no task: 0 would read as the idle task
     return LineClass::kEvent;
@@ -702,10 +694,11 @@ absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path) {
   if (!kthreads.ok()) return kthreads.status();
   absl::StatusOr<std::string> kernel = ReadOptionalFile(JoinPath(path, "kernel.txt"));
   if (!kernel.ok()) return kernel.status();
-  absl::StatusOr<std::string> machine = ReadOptionalFile(JoinPath(path, "machine.txt"));
-  if (!machine.ok()) return machine.status();
+  // Optional too, but its absence is itself a fact for the report ("assumed").
+  absl::StatusOr<std::string> machine = ReadFile(JoinPath(path, "machine.txt"));
+  if (!machine.ok() && !absl::IsNotFound(machine.status())) return machine.status();
   absl::StatusOr<TraceDir> dir = ParseTraceDir(path, *trace_text, *tgids, *kthreads, *kernel);
-  if (dir.ok() && access(JoinPath(path, "machine.txt").c_str(), F_OK) == 0) {
+  if (dir.ok() && machine.ok()) {
     dir->machine = ParseMachineFacts(*machine);
     dir->bad_aux_lines += dir->machine.bad_lines;
   }

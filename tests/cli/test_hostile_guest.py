@@ -20,11 +20,12 @@ from pytest_helpers import (EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_WATCHDOG,
                             kvm, run)  # noqa: F401
 
 # A case the host detects ends long before this watchdog timeout (under a second on nested KVM
-# under TCG, the slowest host); hitting it would be exit 4, not the status asserted.
+# under TCG, the slowest host); hitting it would be exit 4, not the status asserted. No test
+# here bounds a run's wall-clock time from above (a slower host would fail it): the exit status
+# says what ended the run, and run()'s own timeout catches a hang.
 DETECT_TIMEOUT = 30
-# The cases only the watchdog can end: short, and the run must end soon after it.
+# The cases only the watchdog can end: a short timeout.
 WATCHDOG_TIMEOUT = 2
-WATCHDOG_SLACK = 15
 
 
 def hostile(case, timeout):
@@ -89,7 +90,6 @@ def test_hostile_state_is_reported(case, kvm):
     assert r.returncode == status, out
     for m in messages:
         assert m in out, f"{m!r} missing:\n{out}"
-    assert seconds < DETECT_TIMEOUT, seconds
     if case == "string":
         # Bounded: the panic line holds at most the report's arrays (48 + 160 bytes) and four
         # values, whatever the counts said; unprintable bytes are shown as '?'.
@@ -106,7 +106,7 @@ def test_hypercall_flood_is_stopped_by_the_watchdog(kvm):
     assert (f"watchdog: the guest made no progress (no step completed) for "
             f"{WATCHDOG_TIMEOUT}s") in out, out
     assert "hypercalls since the last progress" in out, out
-    assert WATCHDOG_TIMEOUT <= seconds < WATCHDOG_TIMEOUT + WATCHDOG_SLACK, seconds
+    assert seconds >= WATCHDOG_TIMEOUT, seconds  # not before the timeout
     assert len(out) < 20000, len(out)
 
 
@@ -122,4 +122,3 @@ def test_cr3_outside_ram_is_a_reported_guest_failure(kvm):
         assert "run ended: vCPU error" in out, out
     else:
         assert "CR3 0xc0000000" in out and "(its CR3 root is outside guest RAM)" in out, out
-    assert seconds < timeout + WATCHDOG_SLACK, seconds

@@ -7,6 +7,7 @@
 #include <limits>
 #include <ostream>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -67,6 +68,17 @@ class PageTableTest : public ::testing::Test {
 
   // The raw entry `idx` of the table at `table_pa`.
   uint64_t& Entry(uint64_t table_pa, int idx) { return mem_.Table(table_pa)[idx]; }
+
+  // Visits every leaf of the whole address space within `budget` entries: the walk's status and
+  // the leaves it reached.
+  std::pair<PtStatus, int> CountLeaves(uint64_t budget) {
+    int leaves = 0;
+    const PtStatus s = pt_.ForEachLeaf(0, kMax, budget, [&](uint64_t, Pte, int) {
+      ++leaves;
+      return true;
+    });
+    return {s, leaves};
+  }
 
   // The table entries a walk of va passes through, from the PML4 entry down to `to_level`.
   std::vector<Pte> Path(uint64_t va, int to_level) {
@@ -310,13 +322,8 @@ TEST_F(PageTableTest, EntryPointingOutsideTheArenaIsBadTable) {
   EXPECT_EQ(pt_.Map(0x401000, 0x6000, kW), PtStatus::kBadTable);
   Pte old;
   EXPECT_EQ(pt_.Unmap(0x400000, &old), PtStatus::kBadTable);
-  int leaves = 0;
-  EXPECT_EQ(pt_.ForEachLeaf(0, kMax, 1000,
-                            [&](uint64_t, Pte, int) {
-                              ++leaves;
-                              return true;
-                            }),
-            PtStatus::kBadTable);
+  const auto [status, leaves] = CountLeaves(1000);
+  EXPECT_EQ(status, PtStatus::kBadTable);
   EXPECT_EQ(leaves, 0);
 }
 
@@ -467,13 +474,8 @@ TEST_F(PageTableTest, BudgetCountsEveryPresentEntry) {
 TEST_F(PageTableTest, SelfReferencingPml4EntryIsALoop) {
   // PML4[0] points back at the PML4 itself (a "recursive" entry): found, not followed.
   Entry(pt_.root(), 0) = Pte::Make(pt_.root(), kP | kW).raw();
-  int calls = 0;
-  EXPECT_EQ(pt_.ForEachLeaf(0, kMax, 1000,
-                            [&](uint64_t, Pte, int) {
-                              ++calls;
-                              return true;
-                            }),
-            PtStatus::kLoop);
+  const auto [status, calls] = CountLeaves(1000);
+  EXPECT_EQ(status, PtStatus::kLoop);
   EXPECT_EQ(calls, 0);
 }
 
@@ -482,14 +484,9 @@ TEST_F(PageTableTest, FullySelfReferencingTableIsALoop) {
   for (int i = 0; i < x86::kEntriesPerTable; ++i) {
     Entry(pt_.root(), i) = Pte::Make(pt_.root(), kP | kW).raw();
   }
-  uint64_t calls = 0;
-  EXPECT_EQ(pt_.ForEachLeaf(0, kMax, 5000,
-                            [&](uint64_t, Pte, int) {
-                              ++calls;
-                              return true;
-                            }),
-            PtStatus::kLoop);
-  EXPECT_EQ(calls, 0u);
+  const auto [status, calls] = CountLeaves(5000);
+  EXPECT_EQ(status, PtStatus::kLoop);
+  EXPECT_EQ(calls, 0);
 }
 
 TEST_F(PageTableTest, EntryPointingBackAtAnUpperTableIsALoop) {
@@ -497,13 +494,8 @@ TEST_F(PageTableTest, EntryPointingBackAtAnUpperTableIsALoop) {
   ASSERT_EQ(pt_.Map(0x400000, 0x5000, kW | kU), PtStatus::kOk);
   const uint64_t pd = Path(0x400000, 3).back().addr();
   Entry(pd, 3) = Pte::Make(pt_.root(), kP | kW | kU).raw();
-  int calls = 0;
-  EXPECT_EQ(pt_.ForEachLeaf(0, kMax, 1000,
-                            [&](uint64_t, Pte, int) {
-                              ++calls;
-                              return true;
-                            }),
-            PtStatus::kLoop);
+  const auto [status, calls] = CountLeaves(1000);
+  EXPECT_EQ(status, PtStatus::kLoop);
   EXPECT_EQ(calls, 1);
 }
 
@@ -512,13 +504,8 @@ TEST_F(PageTableTest, TableSharedByTwoEntriesIsNoLoop) {
   ASSERT_EQ(pt_.Map(0x400000, 0x5000, kW | kU), PtStatus::kOk);
   const uint64_t pd = Path(0x400000, 3).back().addr();
   Entry(pd, 3) = Entry(pd, 2);
-  int calls = 0;
-  EXPECT_EQ(pt_.ForEachLeaf(0, kMax, 1000,
-                            [&](uint64_t, Pte, int) {
-                              ++calls;
-                              return true;
-                            }),
-            PtStatus::kOk);
+  const auto [status, calls] = CountLeaves(1000);
+  EXPECT_EQ(status, PtStatus::kOk);
   EXPECT_EQ(calls, 2);
 }
 
