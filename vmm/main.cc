@@ -13,8 +13,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -837,19 +837,17 @@ int ReplayCommand(const ParsedCommandLine& cl) {
   const bool ok = r->report.ok();
   const KvmHost host = ProbeKvmHost(**kvm);
   fmt::print(ok ? stdout : stderr, "{}host: {}\n", FormatReplay(*dir, *r), host.Summary());
-  if (explain > 0) {
-    std::ifstream in(dir_path + "/trace.txt", std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    fmt::print("{}", FormatDisagreements(*dir, ss.str(), *r, explain));
-  }
-  for (const auto& [path, content] :
-       {std::pair{cl.String("decisions"), DecisionsCsv(*r)},
-        std::pair{cl.String("json"), ReplayJson(*dir, *r, host)},
-        std::pair{cl.String("plan"), PlanCsv(*r, dir->trace)},
-        std::pair{cl.String("timeline"), ReplayTimeline(*dir, *r)}}) {
+  if (explain > 0) fmt::print("{}", FormatDisagreements(*dir, *r, explain));
+  // Each file is made only when asked for: a long trace's timeline is hundreds of megabytes.
+  const std::pair<const char*, std::function<std::string()>> outputs[] = {
+      {"decisions", [&] { return DecisionsCsv(*r); }},
+      {"json", [&] { return ReplayJson(*dir, *r, host); }},
+      {"plan", [&] { return PlanCsv(*r, dir->trace); }},
+      {"timeline", [&] { return ReplayTimeline(*dir, *r); }}};
+  for (const auto& [flag, make] : outputs) {
+    const std::string& path = cl.String(flag);
     if (path.empty()) continue;
-    if (absl::Status s = WriteFileAtomically(path, content); !s.ok()) {
+    if (absl::Status s = WriteFileAtomically(path, make()); !s.ok()) {
       fmt::print(stderr, "activemm: {}\n", std::string(s.message()));
       return kExitUsage;
     }

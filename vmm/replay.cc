@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <set>
 #include <string_view>
 
 #include "absl/strings/str_format.h"
@@ -28,11 +29,12 @@ const char* Yes(bool b) { return b ? "yes" : "no"; }
 
 // A disagreement's class, for the summary and --explain.
 std::string Disagreement(const ReplaySwitch& s, const SwitchOutcome& o) {
-  if (o.truth == Truth::kLoad && !o.cr3_load) return "missed load, " + s.kind;
-  if (o.truth == Truth::kNoLoad && o.cr3_load) return "extra load, " + s.kind;
+  if (o.truth == Truth::kLoad && !o.cr3_load) return absl::StrFormat("missed load, %s", s.kind);
+  if (o.truth == Truth::kNoLoad && o.cr3_load) return absl::StrFormat("extra load, %s", s.kind);
   if (o.truth == Truth::kLoad && o.flush != o.truth_flush) {
-    return std::string(o.flush ? "flushed, the kernel kept the TLB, " : "kept, the kernel flushed, ") +
-           s.kind;
+    return absl::StrFormat(
+        "%s, %s", o.flush ? "flushed, the kernel kept the TLB" : "kept, the kernel flushed",
+        s.kind);
   }
   return "";
 }
@@ -256,44 +258,60 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
   return out;
 }
 
-std::string FormatDisagreements(const TraceDir& dir, const std::string& trace_text,
-                                const ReplayResult& r, int n) {
-  std::vector<absl::string_view> lines = absl::StrSplit(trace_text, '\n');
-  auto line_at = [&](int line) -> absl::string_view {
-    if (line < 1 || line > static_cast<int>(lines.size())) return "";
-    return lines[line - 1];
+std::string FormatDisagreements(const TraceDir& dir, const ReplayResult& r, int n) {
+  // The disagreements first, then the trace lines they show, read from trace.txt (the text of a
+  // long trace is not kept in memory).
+  struct Shown {
+    const ReplaySwitch* s;
+    const SwitchOutcome* o;
+    std::string what;
+    std::vector<int> before;  // the CPU's events before the switch (up to 4)
   };
-  // Each event's index by line, to show the events of the switch's CPU before it.
-  std::string out;
-  int shown = 0;
+  std::vector<Shown> shown;
+  std::set<int> wanted;
   const std::vector<TraceEvent>& ev = dir.trace.events;
-  for (size_t k = 0; k < r.outcomes.size() && shown < n; ++k) {
+  for (size_t k = 0; k < r.outcomes.size() && static_cast<int>(shown.size()) < n; ++k) {
     const SwitchOutcome& o = r.outcomes[k];
     const ReplaySwitch& s = r.plan.switches[k];
     std::string what;
     if (!o.placed) {
-      what = "not placed: " + s.unplaced_why;
+      what = absl::StrFormat("not placed: %s", s.unplaced_why);
     } else if (o.truth != Truth::kUnknown) {
       what = Disagreement(s, o);
     }
     if (what.empty()) continue;
-    ++shown;
-    absl::StrAppendFormat(&out, "#%d line %d, CPU %d: %s\n", shown, s.line, s.cpu, what);
+    Shown& sh = shown.emplace_back(Shown{&s, &o, std::move(what), {}});
+    for (int i = s.event - 1; i >= 0 && sh.before.size() < 4; --i) {
+      if (ev[i].cpu == s.cpu) sh.before.push_back(ev[i].line);
+    }
+    std::reverse(sh.before.begin(), sh.before.end());
+    wanted.insert(sh.before.begin(), sh.before.end());
+    wanted.insert(s.line);
+    if (o.truth_line > 0) wanted.insert(o.truth_line);
+  }
+  // A trace.txt changed or gone since the replay read it shows its lines empty.
+  const std::map<int, std::string> lines =
+      ReadTraceLines(dir.path, wanted).value_or(std::map<int, std::string>());
+  auto line_at = [&](int line) -> std::string_view {
+    auto it = lines.find(line);
+    return it == lines.end() ? std::string_view() : std::string_view(it->second);
+  };
+  std::string out;
+  for (size_t i = 0; i < shown.size(); ++i) {
+    const ReplaySwitch& s = *shown[i].s;
+    const SwitchOutcome& o = *shown[i].o;
+    absl::StrAppendFormat(&out, "#%d line %d, CPU %d: %s\n", i + 1, s.line, s.cpu, shown[i].what);
     absl::StrAppendFormat(&out, "  kernel: CR3 load %s%s; emulator: CR3 load %s%s\n",
                           Yes(o.truth == Truth::kLoad),
                           o.truth == Truth::kLoad ? (o.truth_flush ? " (flush)" : " (kept)") : "",
                           Yes(o.cr3_load), o.cr3_load ? (o.flush ? " (flush)" : " (kept)") : "");
-    // The CPU's events before the switch (up to 4), the switch, and the line that decides.
-    std::vector<int> before;
-    for (int i = s.event - 1; i >= 0 && before.size() < 4; --i) {
-      if (ev[i].cpu == s.cpu) before.push_back(ev[i].line);
-    }
-    std::reverse(before.begin(), before.end());
-    for (int l : before) absl::StrAppendFormat(&out, "  %7d  %s\n", l, line_at(l));
+    for (int l : shown[i].before) absl::StrAppendFormat(&out, "  %7d  %s\n", l, line_at(l));
     absl::StrAppendFormat(&out, "> %7d  %s\n", s.line, line_at(s.line));
-    if (o.truth_line > 0) absl::StrAppendFormat(&out, "  %7d  %s\n", o.truth_line, line_at(o.truth_line));
+    if (o.truth_line > 0) {
+      absl::StrAppendFormat(&out, "  %7d  %s\n", o.truth_line, line_at(o.truth_line));
+    }
   }
-  if (shown == 0) out = "no disagreements\n";
+  if (shown.empty()) out = "no disagreements\n";
   return out;
 }
 

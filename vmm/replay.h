@@ -82,8 +82,7 @@ std::string DecisionsCsv(const ReplayResult& r);
 std::string PlanCsv(const ReplayResult& r, const Trace& trace);
 std::string FormatReplay(const TraceDir& dir, const ReplayResult& r);
 // The first `n` disagreements with the trace lines around each.
-std::string FormatDisagreements(const TraceDir& dir, const std::string& trace_text,
-                                const ReplayResult& r, int n);
+std::string FormatDisagreements(const TraceDir& dir, const ReplayResult& r, int n);
 std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost& host);
 // The --timeline file of a replay: the emulator's CPUs and the traced kernel's, on the trace's
 // clock.

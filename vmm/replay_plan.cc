@@ -78,7 +78,7 @@ class Planner {
     }
     sc.mm_names.push_back("init_mm");
     for (const TraceEvent& e : events_) {
-      sc.step_ops.push_back(absl::StrFormat("line %d: %s", e.line, TraceEventKindName(e.kind)));
+      sc.step_ops.AddTraceLine(e.line, TraceEventKindName(e.kind));
     }
     Prescan();
 
@@ -322,12 +322,16 @@ class Planner {
     return abi::kNoTask;
   }
 
+  bool IsKthread(int pid, const std::string& comm) const {
+    return pid == 2 || dir_.kthreads.contains(pid) || LooksLikeKthread(comm);
+  }
+
   // A task that existed before the recording (or whose fork was lost): a kernel thread, a
   // thread of a known process, or a process with an mm of its own.
   absl::StatusOr<int32_t> TaskFor(int pid, int cpu, const std::string& comm) {
     if (pid == 0) return cpu;  // each CPU's idle task
     if (auto it = by_pid_.find(pid); it != by_pid_.end()) return it->second;
-    const bool kthread = pid == 2 || dir_.kthreads.contains(pid) || LooksLikeKthread(comm);
+    const bool kthread = IsKthread(pid, comm);
     const int tgid = TgidOf(pid);
     absl::StatusOr<int32_t> t = NewTask(pid, tgid, comm, kthread);
     if (!t.ok()) return t.status();
@@ -355,7 +359,7 @@ class Planner {
 
   // Switches `cpu` to task t. The trace may have missed a switch elsewhere (t still running on
   // another CPU in the plan): that CPU goes idle first. Returns the step, or -1 with why.
-  int SwitchTo(int cpu, int32_t t, bool inferred, std::string* why, bool prev_dies = false) {
+  int SwitchTo(int cpu, int32_t t, bool inferred, std::string_view* why, bool prev_dies = false) {
     PlanTask& n = tasks_[t];
     if (n.state == RunState::kDead) {
       *why = "the next task has exited";
@@ -407,9 +411,9 @@ class Planner {
     if (!t.ok()) return t;
     *ok = true;
     if (curr_[e.cpu] == *t) return t;
-    std::string why;
+    std::string_view why;
     if (SwitchTo(e.cpu, *t, /*inferred=*/true, &why) < 0) {
-      Skip(e, "its task cannot run on its CPU: " + why);
+      Skip(e, absl::StrFormat("its task cannot run on its CPU: %s", why));
       *ok = false;
     }
     return t;
@@ -478,13 +482,18 @@ class Planner {
   }
 
   // The switch case as context_switch sees it: by prev->mm and next->mm.
-  static std::string SwitchKind(const PlanTask& prev, const PlanTask& next) {
+  // A view of a constant: a trace has millions of switches and these ten kinds.
+  static std::string_view SwitchKind(const PlanTask& prev, const PlanTask& next) {
+    static constexpr std::string_view kKinds[5][2] = {
+        {"kernel->kernel", "kernel->kernel (prev exiting)"},
+        {"kernel->user", "kernel->user (prev exiting)"},
+        {"user->kernel", "user->kernel (prev exiting)"},
+        {"user->user", "user->user (prev exiting)"},
+        {"user->user (same mm)", "user->user (same mm) (prev exiting)"},
+    };
     const bool from_user = prev.mm != abi::kNoMm, to_user = next.mm != abi::kNoMm;
-    std::string k = absl::StrFormat("%s->%s", from_user ? "user" : "kernel",
-                                    to_user ? "user" : "kernel");
-    if (from_user && to_user && prev.mm == next.mm) k += " (same mm)";
-    if (prev.exiting) k += " (prev exiting)";
-    return k;
+    const int k = from_user && to_user && prev.mm == next.mm ? 4 : from_user * 2 + to_user;
+    return kKinds[k][prev.exiting ? 1 : 0];
   }
 
   // Whether the full flush at event i is dup_mmap's flush_tlb_mm(oldmm): the next thing its CPU

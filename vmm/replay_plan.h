@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,9 +28,10 @@ struct ReplaySwitch {
   int cpu = 0;
   int prev_pid = 0;
   int next_pid = 0;
-  std::string kind;  // "user->user (same mm)", "user->user", "user->kernel", "kernel->user", ...
-  int step = -1;            // the run/idle step, -1 when the switch could not be placed
-  std::string unplaced_why;  // when step < 0
+  // Views of constants (a trace has millions of switches):
+  std::string_view kind;          // "user->user (same mm)", "user->user", "user->kernel", ...
+  int step = -1;                  // the run/idle step, -1 when the switch could not be placed
+  std::string_view unplaced_why;  // when step < 0
 };
 
 // What the planner made of the trace besides switches: the counts a user needs to judge how

@@ -992,6 +992,12 @@ absl::Status TopLevelError(const std::string& source, absl::string_view reason) 
 
 }  // namespace
 
+std::string StepSources::operator[](size_t i) const {
+  if (i < ops_.size()) return ops_[i];
+  const TraceLine& t = lines_[i - ops_.size()];
+  return absl::StrFormat("line %d: %s", t.line, t.event);
+}
+
 absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std::string& source,
                                          const CompileOptions& options) {
   if (json_text.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -1085,7 +1091,7 @@ absl::StatusOr<Scenario> CompileScenario(const std::string& json_text, const std
     if (step.is_object() && step.contains("op") && step["op"].is_string()) {
       op = step["op"].get<std::string>();
     }
-    out.step_ops.push_back(op);
+    out.step_ops.AddOp(op);
     absl::Status st = compiler.Step(static_cast<int>(i), step);
     if (!st.ok()) {
       return TopLevelError(source, absl::StrFormat("step %d (%s): %s", i, op, st.message()));

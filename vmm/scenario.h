@@ -67,6 +67,26 @@ struct HostCheck {
   }
 };
 
+// What each step of the source was, for reports ("after step 5 (exec)"): a scenario file's
+// op names, or a replayed trace's events ("line 812: sched_switch"). A trace has millions of
+// events: each is kept as its line number and a constant name, not as a string of its own.
+class StepSources {
+ public:
+  void AddOp(std::string op) { ops_.push_back(std::move(op)); }
+  void AddTraceLine(int line, const char* event) { lines_.push_back({line, event}); }
+  size_t size() const { return ops_.size() + lines_.size(); }
+  // The ops first, then the trace lines (a source has one kind or the other).
+  std::string operator[](size_t i) const;
+
+ private:
+  struct TraceLine {
+    int line;
+    const char* event;  // a constant: TraceEventKindName
+  };
+  std::vector<std::string> ops_;
+  std::vector<TraceLine> lines_;
+};
+
 struct Scenario {
   std::string name;
   int cpus = 1;
@@ -77,7 +97,7 @@ struct Scenario {
   std::vector<HostCheck> checks;        // referenced by kVerify steps; the last one is kFinal
   std::vector<std::string> task_names;  // task index -> name; 0..cpus-1 are "idle/N"
   std::vector<std::string> mm_names;    // mm slot -> name; 0 is "init_mm"
-  std::vector<std::string> step_ops;    // file step index -> op name, for reports
+  StepSources step_ops;                 // file step index -> what it was, for reports
 };
 
 struct CompileOptions {

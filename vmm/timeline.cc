@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <string_view>
 
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
@@ -23,41 +24,89 @@ int64_t ClampNs(int64_t ns) { return std::clamp(ns, -kMaxNs, kMaxNs); }
 class EventWriter {
  public:
   void Process(int pid, const std::string& name, int sort) {
-    events_.push_back({{"ph", "M"}, {"pid", pid}, {"tid", 0}, {"name", "process_name"},
-                       {"args", {{"name", name}}}});
-    events_.push_back({{"ph", "M"}, {"pid", pid}, {"tid", 0}, {"name", "process_sort_index"},
-                       {"args", {{"sort_index", sort}}}});
+    Add({{"ph", "M"},
+         {"pid", pid},
+         {"tid", 0},
+         {"name", "process_name"},
+         {"args", {{"name", name}}}});
+    Add({{"ph", "M"},
+         {"pid", pid},
+         {"tid", 0},
+         {"name", "process_sort_index"},
+         {"args", {{"sort_index", sort}}}});
   }
   void Thread(int pid, int tid, const std::string& name) {
-    events_.push_back({{"ph", "M"}, {"pid", pid}, {"tid", tid}, {"name", "thread_name"},
-                       {"args", {{"name", name}}}});
-    events_.push_back({{"ph", "M"}, {"pid", pid}, {"tid", tid}, {"name", "thread_sort_index"},
-                       {"args", {{"sort_index", tid}}}});
+    Add({{"ph", "M"},
+         {"pid", pid},
+         {"tid", tid},
+         {"name", "thread_name"},
+         {"args", {{"name", name}}}});
+    Add({{"ph", "M"},
+         {"pid", pid},
+         {"tid", tid},
+         {"name", "thread_sort_index"},
+         {"args", {{"sort_index", tid}}}});
   }
   void Slice(int pid, int tid, const std::string& name, const char* cat, int64_t begin_ns,
              int64_t end_ns, json args) {
-    events_.push_back({{"ph", "X"}, {"pid", pid}, {"tid", tid}, {"name", name}, {"cat", cat},
-                       {"ts", Us(begin_ns)}, {"dur", Us(std::max<int64_t>(end_ns - begin_ns, 1))},
-                       {"args", std::move(args)}});
+    Add({{"ph", "X"},
+         {"pid", pid},
+         {"tid", tid},
+         {"name", name},
+         {"cat", cat},
+         {"ts", Us(begin_ns)},
+         {"dur", Us(std::max<int64_t>(end_ns - begin_ns, 1))},
+         {"args", std::move(args)}});
   }
   void Instant(int pid, int tid, const std::string& name, const char* cat, int64_t ns,
                json args) {
-    events_.push_back({{"ph", "i"}, {"s", "t"}, {"pid", pid}, {"tid", tid}, {"name", name},
-                       {"cat", cat}, {"ts", Us(ns)}, {"args", std::move(args)}});
+    Add({{"ph", "i"},
+         {"s", "t"},
+         {"pid", pid},
+         {"tid", tid},
+         {"name", name},
+         {"cat", cat},
+         {"ts", Us(ns)},
+         {"args", std::move(args)}});
   }
   // An arrow from one track to another (flow events bind to the slices around them).
   void Arrow(int pid, int from_tid, int64_t from_ns, int to_tid, int64_t to_ns,
              const std::string& name) {
     const int id = next_flow_++;
-    events_.push_back({{"ph", "s"}, {"id", id}, {"pid", pid}, {"tid", from_tid}, {"name", name},
-                       {"cat", "ipi"}, {"ts", Us(from_ns)}});
-    events_.push_back({{"ph", "f"}, {"bp", "e"}, {"id", id}, {"pid", pid}, {"tid", to_tid},
-                       {"name", name}, {"cat", "ipi"}, {"ts", Us(to_ns)}});
+    Add({{"ph", "s"},
+         {"id", id},
+         {"pid", pid},
+         {"tid", from_tid},
+         {"name", name},
+         {"cat", "ipi"},
+         {"ts", Us(from_ns)}});
+    Add({{"ph", "f"},
+         {"bp", "e"},
+         {"id", id},
+         {"pid", pid},
+         {"tid", to_tid},
+         {"name", name},
+         {"cat", "ipi"},
+         {"ts", Us(to_ns)}});
   }
-  json Take() { return std::move(events_); }
+  // The document: the object as json::dump writes it (keys sorted), around the events.
+  std::string Take() && {
+    out_ += "]}\n";
+    return std::move(out_);
+  }
 
  private:
-  json events_ = json::array();
+  // Each event is written as it comes: a long replay has millions, and a json array of them
+  // took ten times the memory of their text.
+  void Add(const json& event) {
+    if (out_.size() > kHead.size()) out_ += ',';
+    // Task names come from the trace, whose comms are any bytes (not UTF-8: dump() threw,
+    // found by tests/fuzz/replay_planner_fuzz); a bad sequence is written as U+FFFD.
+    out_ += event.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  static constexpr std::string_view kHead = R"({"displayTimeUnit":"ms","traceEvents":[)";
+  std::string out_{kHead};
   int next_flow_ = 1;
 };
 
@@ -257,10 +306,7 @@ std::string TimelineJson(const std::vector<TimelineRun>& runs, const Trace* trac
     RunTimeline(w, pid++, run, t0).Write();
   }
   if (trace != nullptr) KernelTimeline(w, pid, *trace, trace_label, t0);
-  json doc = {{"traceEvents", w.Take()}, {"displayTimeUnit", "ms"}};
-  // Task names come from the trace, whose comms are any bytes (not UTF-8: dump() threw, found
-  // by tests/fuzz/replay_planner_fuzz); a bad sequence is written as U+FFFD.
-  return doc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  return std::move(w).Take();
 }
 
 }  // namespace activemm

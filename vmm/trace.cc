@@ -142,9 +142,16 @@ bool ValidEventName(std::string_view s) {
   });
 }
 
+// The names of one line as the parse found them, pointing into the line. They are interned
+// only once the whole line has parsed: a header tried at several " [" columns, or a line that
+// turns out malformed, adds nothing to the pool.
+struct LineNames {
+  std::string_view comm, flags, prev_comm, next_comm, prev_state, child_comm, filename;
+};
+
 // Parses "COMM-PID (TGID)" (or "COMM-PID" when the trace was recorded without record-tgid).
 // COMM may itself contain dashes and parentheses, so both are found from the right.
-bool ParseTask(std::string_view left, TraceEvent* e) {
+bool ParseTask(std::string_view left, TraceEvent* e, LineNames* n) {
   left = StripTrailingSpaces(left);
   e->tgid = -1;
   if (!left.empty() && left.back() == ')') {
@@ -163,13 +170,14 @@ bool ParseTask(std::string_view left, TraceEvent* e) {
     return false;
   }
   // ftrace right-aligns COMM in a 16-column field; the padding is not part of the name.
-  e->comm = std::string(StripLeadingSpaces(left.substr(0, dash)));
+  n->comm = StripLeadingSpaces(left.substr(0, dash));
   return true;
 }
 
 // Parses the line from the CPU column at `bracket` (the " [" before it) onwards:
 // "[CPU] FLAGS TIMESTAMP: " and what precedes it. *rest gets "EVENT: FIELDS".
-bool ParseHeaderAt(std::string_view line, size_t bracket, TraceEvent* e, std::string_view* rest) {
+bool ParseHeaderAt(std::string_view line, size_t bracket, TraceEvent* e, LineNames* n,
+                   std::string_view* rest) {
   std::string_view s = line.substr(bracket + 2);
   std::string_view v;
   if (!Until(&s, "]", &v) || !ParseUnsigned(v, &e->cpu) || e->cpu >= kMaxCpuColumn) return false;
@@ -179,24 +187,25 @@ bool ParseHeaderAt(std::string_view line, size_t bracket, TraceEvent* e, std::st
   std::string_view flags = v;
   s = StripLeadingSpaces(s);
   if (!Until(&s, ": ", &v) || !ParseTimestamp(v, &e->timestamp_ns)) return false;
-  if (!ParseTask(line.substr(0, bracket), e)) return false;
-  e->flags = std::string(flags);
+  if (!ParseTask(line.substr(0, bracket), e, n)) return false;
+  n->flags = flags;
   *rest = s;
   return true;
 }
 
 // COMM may contain " [" too, so each " [" is tried as the CPU column until one yields a whole
 // header; in real traces the first one does.
-bool ParseHeader(std::string_view line, TraceEvent* e, std::string_view* rest) {
+bool ParseHeader(std::string_view line, TraceEvent* e, LineNames* n, std::string_view* rest) {
   for (size_t at = line.find(" ["); at != std::string_view::npos; at = line.find(" [", at + 1)) {
-    if (ParseHeaderAt(line, at, e, rest)) return true;
+    if (ParseHeaderAt(line, at, e, n, rest)) return true;
   }
   return false;
 }
 
 // trace-cmd report -l: "%8.8s-%-5d %3d" (COMM cut or padded to 8 characters, PID, CPU), the
 // flags right after the CPU, then " TIMESTAMP: ". *rest gets "EVENT: FIELDS".
-bool ParseTraceCmdHeader(std::string_view line, TraceEvent* e, std::string_view* rest) {
+bool ParseTraceCmdHeader(std::string_view line, TraceEvent* e, LineNames* n,
+                         std::string_view* rest) {
   constexpr size_t kCommWidth = 8;
   if (line.size() <= kCommWidth + 1 || line[kCommWidth] != '-') return false;
   std::string_view s = line.substr(kCommWidth + 1);
@@ -215,10 +224,10 @@ bool ParseTraceCmdHeader(std::string_view line, TraceEvent* e, std::string_view*
   s.remove_prefix(digits);
   std::string_view v;
   if (!Until(&s, " ", &v) || !ValidFlags(v)) return false;
-  e->flags = std::string(v);
+  n->flags = v;
   s = StripLeadingSpaces(s);
   if (!Until(&s, ": ", &v) || !ParseTimestamp(v, &e->timestamp_ns)) return false;
-  e->comm = std::string(StripLeadingSpaces(line.substr(0, kCommWidth)));
+  n->comm = StripLeadingSpaces(line.substr(0, kCommWidth));
   e->tgid = -1;
   *rest = s;
   return true;
@@ -230,7 +239,7 @@ bool ParseTraceCmdHeader(std::string_view line, TraceEvent* e, std::string_view*
 
 // "prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s ==> next_comm=%s next_pid=%d
 // next_prio=%d"
-bool ParseSwitch(std::string_view s, TraceEvent* e) {
+bool ParseSwitch(std::string_view s, TraceEvent* e, LineNames* n) {
   std::string_view prev_comm, next_comm, state, v;
   int prio = 0;
   if (!Eat(&s, "prev_comm=") || !Until(&s, " prev_pid=", &prev_comm) ||
@@ -242,14 +251,14 @@ bool ParseSwitch(std::string_view s, TraceEvent* e) {
     return false;
   }
   if (e->prev_pid != e->pid) return false;
-  e->prev_comm = std::string(prev_comm);
-  e->next_comm = std::string(next_comm);
-  e->prev_state = std::string(state);
+  n->prev_comm = prev_comm;
+  n->next_comm = next_comm;
+  n->prev_state = state;
   return true;
 }
 
 // "comm=%s pid=%d child_comm=%s child_pid=%d"
-bool ParseFork(std::string_view s, TraceEvent* e) {
+bool ParseFork(std::string_view s, TraceEvent* e, LineNames* n) {
   std::string_view comm, child_comm, v;
   int parent = 0;
   if (!Eat(&s, "comm=") || !Until(&s, " pid=", &comm) || !Until(&s, " child_comm=", &v) ||
@@ -258,13 +267,13 @@ bool ParseFork(std::string_view s, TraceEvent* e) {
     return false;
   }
   if (parent != e->pid) return false;
-  e->child_comm = std::string(child_comm);
+  n->child_comm = child_comm;
   return true;
 }
 
 // "filename=%s pid=%d old_pid=%d". A path may contain anything, but " pid=" can only be the
 // key after it: the last occurrence ends the file name (" old_pid=" does not contain it).
-bool ParseExec(std::string_view s, TraceEvent* e) {
+bool ParseExec(std::string_view s, TraceEvent* e, LineNames* n) {
   if (!Eat(&s, "filename=")) return false;
   size_t at = s.rfind(" pid=");
   if (at == std::string_view::npos) return false;
@@ -276,7 +285,7 @@ bool ParseExec(std::string_view s, TraceEvent* e) {
     return false;
   }
   if (pid != e->pid) return false;
-  e->filename = std::string(filename);
+  n->filename = filename;
   return true;
 }
 
@@ -345,24 +354,16 @@ int TraceCmdCpus(std::string_view line) {
   return n;
 }
 
-// Whether `text` is trace-cmd report's: its first line that is not blank is "cpus=N", or
-// "version = N" (trace-cmd 2) and then that.
-TraceFormat DetectFormat(std::string_view text) {
-  bool version_seen = false;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = StripSpaces(text.substr(0, nl));
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    if (line.starts_with("cpus=")) return TraceFormat::kTraceCmd;
-    if (!version_seen && line.starts_with("version = ")) {
-      version_seen = true;
-      continue;
-    }
-    break;
-  }
-  return TraceFormat::kFtrace;
+// What a line says of the format, before any event: trace-cmd report's text starts (after
+// blank lines) with "cpus=N", or with "version = N" (trace-cmd 2) and then that.
+enum class FormatClue { kBlank, kVersion, kTraceCmd, kFtrace };
+
+FormatClue FormatClueOf(std::string_view line) {
+  line = StripSpaces(line);
+  if (line.empty()) return FormatClue::kBlank;
+  if (line.starts_with("cpus=")) return FormatClue::kTraceCmd;
+  if (line.starts_with("version = ")) return FormatClue::kVersion;
+  return FormatClue::kFtrace;
 }
 
 // "# entries-in-buffer/entries-written: 6104/6104   #P:2": 0 when the line has no "#P:",
@@ -415,7 +416,7 @@ void NoteMalformed(TraceStats* stats, int line) {
 enum class LineClass { kEvent, kMalformed, kOther };
 
 // Classifies one non-comment line, filling *e for an event.
-LineClass ParseEventLine(std::string_view line, TraceFormat format, TraceEvent* e) {
+LineClass ParseEventLine(std::string_view line, TraceFormat format, TraceEvent* e, LineNames* n) {
   const bool trace_cmd = format == TraceFormat::kTraceCmd;
   if (line.starts_with("CPU:")) {
     const bool ok = trace_cmd ? ParseLostMarker(line, " [", "EVENTS DROPPED]", e)
@@ -426,7 +427,7 @@ LineClass ParseEventLine(std::string_view line, TraceFormat format, TraceEvent* 
     return LineClass::kEvent;
   }
   std::string_view rest, name;
-  if (!(trace_cmd ? ParseTraceCmdHeader(line, e, &rest) : ParseHeader(line, e, &rest)) ||
+  if (!(trace_cmd ? ParseTraceCmdHeader(line, e, n, &rest) : ParseHeader(line, e, n, &rest)) ||
       !Until(&rest, ":", &name) || !ValidEventName(name)) {
     return LineClass::kMalformed;
   }
@@ -437,13 +438,13 @@ LineClass ParseEventLine(std::string_view line, TraceFormat format, TraceEvent* 
   bool ok = false;
   if (name == "sched_switch") {
     e->kind = TraceEventKind::kSwitch;
-    ok = ParseSwitch(rest, e);
+    ok = ParseSwitch(rest, e, n);
   } else if (name == "sched_process_fork") {
     e->kind = TraceEventKind::kFork;
-    ok = ParseFork(rest, e);
+    ok = ParseFork(rest, e, n);
   } else if (name == "sched_process_exec") {
     e->kind = TraceEventKind::kExec;
-    ok = ParseExec(rest, e);
+    ok = ParseExec(rest, e, n);
   } else if (name == "sched_process_exit") {
     e->kind = TraceEventKind::kExit;
     ok = ParseExit(rest, e);
@@ -491,8 +492,8 @@ void DropEventsBeyond(int num_cpus, Trace* trace) {
 // switch).
 void RestoreCutComms(Trace* trace) {
   constexpr size_t kCut = 8;
-  std::map<int, std::string> whole;
-  auto note = [&](int pid, const std::string& comm) {
+  std::map<int, InternedString> whole;
+  auto note = [&](int pid, const InternedString& comm) {
     if (comm.size() > kCut) {
       whole[pid] = comm;
     } else {
@@ -510,7 +511,7 @@ void RestoreCutComms(Trace* trace) {
   for (TraceEvent& e : trace->events) {
     if (e.comm.size() != kCut) continue;
     auto it = whole.find(e.pid);
-    if (it != whole.end() && it->second.starts_with(e.comm)) e.comm = it->second;
+    if (it != whole.end() && it->second.starts_with(e.comm.str())) e.comm = it->second;
   }
 }
 
@@ -519,18 +520,22 @@ std::string JoinPath(const std::string& dir, const char* file) {
   return absl::StrFormat("%s/%s", dir, file);
 }
 
-// The whole file; kNotFound when it does not exist, so callers can treat it as optional.
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+// Calls fn(block) for each block of the file as it is read, after size_hint(the file's size);
+// kNotFound when it does not exist, so callers can treat it as optional.
+template <typename SizeFn, typename BlockFn>
+absl::Status ReadBlocks(const std::string& path, SizeFn size_hint, BlockFn fn) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) return absl::NotFoundError(absl::StrFormat("%s: no such file", path));
     return absl::ErrnoToStatus(err, absl::StrFormat("%s: cannot open", path));
   }
-  std::string text;
-  char buf[1 << 16];
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) size_hint(static_cast<size_t>(st.st_size));
+  // A block big enough that a read costs little per byte, small enough to stay in the cache.
+  std::vector<char> buf(1 << 20);
   for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
+    ssize_t n = read(fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
@@ -538,9 +543,19 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
       return absl::ErrnoToStatus(err, absl::StrFormat("%s: cannot read", path));
     }
     if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
+    fn(std::string_view(buf.data(), static_cast<size_t>(n)));
   }
   close(fd);
+  return absl::OkStatus();
+}
+
+// The whole file; kNotFound when it does not exist.
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::string text;
+  absl::Status s = ReadBlocks(
+      path, [&](size_t size) { text.reserve(size); },
+      [&](std::string_view block) { text.append(block); });
+  if (!s.ok()) return s;
   return text;
 }
 
@@ -614,106 +629,15 @@ std::string DescribeStats(const TraceStats& s) {
   return text;
 }
 
-}  // namespace
-
-Trace ParseTrace(std::string_view text) {
-  Trace trace;
-  TraceStats& stats = trace.stats;
-  // ~110 bytes per line in real traces; reserving avoids regrowing a vector of strings.
-  trace.events.reserve(text.size() / 100);
-  trace.format = DetectFormat(text);
-  const bool trace_cmd = trace.format == TraceFormat::kTraceCmd;
-  ForEachLine(text, [&](std::string_view line) {
-    const int number = ++stats.lines;
-    if (trace_cmd && (line.starts_with("cpus=") || line.starts_with("version = "))) {
-      int cpus = line.starts_with("cpus=") ? TraceCmdCpus(line) : 0;
-      if (cpus < 0 || (cpus > 0 && trace.num_cpus > 0 && cpus != trace.num_cpus)) {
-        NoteMalformed(&stats, number);
-        return;
-      }
-      if (cpus > 0) trace.num_cpus = cpus;
-      ++stats.comments;
-      return;
-    }
-    // Only a '#' in the first column starts a comment: event lines are indented, and a COMM
-    // may itself begin with '#'.
-    if (line.empty() || line.front() == '#' || line.find_first_not_of(" \t") == line.npos) {
-      int cpus = line.empty() ? 0 : HeaderCpus(line);
-      if (cpus < 0 || (cpus > 0 && trace.num_cpus > 0 && cpus != trace.num_cpus)) {
-        NoteMalformed(&stats, number);
-        return;
-      }
-      if (cpus > 0) trace.num_cpus = cpus;
-      HeaderEntries(line, &stats);
-      ++stats.comments;
-      return;
-    }
-    TraceEvent e;
-    e.line = number;
-    switch (ParseEventLine(line, trace.format, &e)) {
-      case LineClass::kOther:
-        ++stats.other_events;
-        return;
-      case LineClass::kMalformed:
-        NoteMalformed(&stats, number);
-        return;
-      case LineClass::kEvent:
-        break;
-    }
-    ++stats.events;
-    if (e.kind == TraceEventKind::kLost) {
-      ++stats.lost_markers;
-      stats.lost_events += e.lost;
-    }
-    trace.events.push_back(std::move(e));
-  });
-  if (trace_cmd) RestoreCutComms(&trace);
-  // ftrace prints "#P:" before any event, but a hand-made or concatenated file may not.
-  if (trace.num_cpus > 0) DropEventsBeyond(trace.num_cpus, &trace);
-  return trace;
-}
-
-absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    int err = errno;
-    if (err == ENOENT) {
-      return absl::NotFoundError(absl::StrFormat("%s: no such trace folder", path));
-    }
-    return absl::ErrnoToStatus(err, absl::StrFormat("%s: cannot open the trace folder", path));
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::NotFoundError(
-        absl::StrFormat("%s: not a folder (a trace folder holds trace.txt)", path));
-  }
-  absl::StatusOr<std::string> trace_text = ReadFile(JoinPath(path, "trace.txt"));
-  if (!trace_text.ok()) return trace_text.status();
-  absl::StatusOr<std::string> tgids = ReadOptionalFile(JoinPath(path, "tgids.txt"));
-  if (!tgids.ok()) return tgids.status();
-  absl::StatusOr<std::string> kthreads = ReadOptionalFile(JoinPath(path, "kthreads.txt"));
-  if (!kthreads.ok()) return kthreads.status();
-  absl::StatusOr<std::string> kernel = ReadOptionalFile(JoinPath(path, "kernel.txt"));
-  if (!kernel.ok()) return kernel.status();
-  // Optional too, but its absence is itself a fact for the report ("assumed").
-  absl::StatusOr<std::string> machine = ReadFile(JoinPath(path, "machine.txt"));
-  if (!machine.ok() && !absl::IsNotFound(machine.status())) return machine.status();
-  absl::StatusOr<TraceDir> dir = ParseTraceDir(path, *trace_text, *tgids, *kthreads, *kernel);
-  if (dir.ok() && machine.ok()) {
-    dir->machine = ParseMachineFacts(*machine);
-    dir->bad_aux_lines += dir->machine.bad_lines;
-  }
-  return dir;
-}
-
-absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view trace_text,
-                                       std::string_view tgids_text,
-                                       std::string_view kthreads_text,
-                                       std::string_view kernel_text) {
+// LoadTraceDir's and ParseTraceDir's checks of a parsed trace and the folder's other files.
+absl::StatusOr<TraceDir> FinishTraceDir(const std::string& path, Trace trace_in,
+                                        std::string_view tgids_text, std::string_view kthreads_text,
+                                        std::string_view kernel_text) {
   TraceDir dir;
   dir.path = path;
   const std::string trace_path = JoinPath(path, "trace.txt");
   const std::string kernel_path = JoinPath(path, "kernel.txt");
-  dir.trace = ParseTrace(trace_text);
+  dir.trace = std::move(trace_in);
   ParseTgids(tgids_text, &dir);
   ParseKthreads(kthreads_text, &dir);
   ParseKernel(kernel_text, &dir);
@@ -763,6 +687,227 @@ absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view
                         trace_path, trace.num_cpus, trace.num_cpus, kMaxTraceCpus));
   }
   return dir;
+}
+
+}  // namespace
+
+TraceParser::TraceParser() : names_(std::make_shared<StringPool>()) { trace_.names = names_; }
+
+void TraceParser::Reserve(size_t text_bytes) {
+  // Real lines are 100-160 bytes: reserving avoids copying every event as the vector grows
+  // (pages reserved and never written cost no memory).
+  trace_.events.reserve(text_bytes / 100);
+}
+
+void TraceParser::Feed(std::string_view text) {
+  if (!partial_.empty()) {
+    const size_t nl = text.find('\n');
+    if (nl == std::string_view::npos) {
+      partial_.append(text);
+      return;
+    }
+    partial_.append(text.substr(0, nl));
+    Line(partial_);
+    partial_.clear();
+    text.remove_prefix(nl + 1);
+  }
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    if (nl == std::string_view::npos) {
+      partial_.assign(text);
+      return;
+    }
+    Line(text.substr(0, nl));
+    text.remove_prefix(nl + 1);
+  }
+}
+
+Trace TraceParser::Finish() && {
+  // A last line without a newline counts too.
+  if (!partial_.empty()) {
+    Line(partial_);
+    partial_.clear();
+  }
+  if (!format_known_) Decide(TraceFormat::kFtrace);
+  if (trace_.format == TraceFormat::kTraceCmd) RestoreCutComms(&trace_);
+  // ftrace prints "#P:" before any event, but a hand-made or concatenated file may not.
+  if (trace_.num_cpus > 0) DropEventsBeyond(trace_.num_cpus, &trace_);
+  return std::move(trace_);
+}
+
+void TraceParser::Line(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (format_known_) return Parse(line);
+  // Until a line decides the format, the blank lines and a "version = N" line wait (they are
+  // comments in trace-cmd's text, and the version line malformed in ftrace's).
+  switch (FormatClueOf(line)) {
+    case FormatClue::kBlank:
+      ++(held_version_ ? held_blank_after_ : held_blank_before_);
+      return;
+    case FormatClue::kVersion:
+      if (!held_version_) {
+        held_version_ = std::string(line);
+        return;
+      }
+      Decide(TraceFormat::kFtrace);
+      break;
+    case FormatClue::kTraceCmd:
+      Decide(TraceFormat::kTraceCmd);
+      break;
+    case FormatClue::kFtrace:
+      Decide(TraceFormat::kFtrace);
+      break;
+  }
+  Parse(line);
+}
+
+void TraceParser::Decide(TraceFormat format) {
+  trace_.format = format;
+  format_known_ = true;
+  for (; held_blank_before_ > 0; --held_blank_before_) Parse("");
+  if (held_version_) Parse(*held_version_);
+  held_version_.reset();
+  for (; held_blank_after_ > 0; --held_blank_after_) Parse("");
+}
+
+void TraceParser::Parse(std::string_view line) {
+  TraceStats& stats = trace_.stats;
+  const int number = ++stats.lines;
+  if (trace_.format == TraceFormat::kTraceCmd &&
+      (line.starts_with("cpus=") || line.starts_with("version = "))) {
+    int cpus = line.starts_with("cpus=") ? TraceCmdCpus(line) : 0;
+    if (cpus < 0 || (cpus > 0 && trace_.num_cpus > 0 && cpus != trace_.num_cpus)) {
+      NoteMalformed(&stats, number);
+      return;
+    }
+    if (cpus > 0) trace_.num_cpus = cpus;
+    ++stats.comments;
+    return;
+  }
+  // Only a '#' in the first column starts a comment: event lines are indented, and a COMM
+  // may itself begin with '#'.
+  if (line.empty() || line.front() == '#' || line.find_first_not_of(" \t") == line.npos) {
+    int cpus = line.empty() ? 0 : HeaderCpus(line);
+    if (cpus < 0 || (cpus > 0 && trace_.num_cpus > 0 && cpus != trace_.num_cpus)) {
+      NoteMalformed(&stats, number);
+      return;
+    }
+    if (cpus > 0) trace_.num_cpus = cpus;
+    HeaderEntries(line, &stats);
+    ++stats.comments;
+    return;
+  }
+  TraceEvent e;
+  e.line = number;
+  LineNames n;
+  switch (ParseEventLine(line, trace_.format, &e, &n)) {
+    case LineClass::kOther:
+      ++stats.other_events;
+      return;
+    case LineClass::kMalformed:
+      NoteMalformed(&stats, number);
+      return;
+    case LineClass::kEvent:
+      break;
+  }
+  StringPool& pool = *names_;
+  e.comm = pool.Intern(n.comm);
+  e.flags = pool.Intern(n.flags);
+  e.prev_comm = pool.Intern(n.prev_comm);
+  e.next_comm = pool.Intern(n.next_comm);
+  e.prev_state = pool.Intern(n.prev_state);
+  e.child_comm = pool.Intern(n.child_comm);
+  e.filename = pool.Intern(n.filename);
+  ++stats.events;
+  if (e.kind == TraceEventKind::kLost) {
+    ++stats.lost_markers;
+    stats.lost_events += e.lost;
+  }
+  trace_.events.push_back(e);
+}
+
+Trace ParseTrace(std::string_view text) {
+  TraceParser parser;
+  parser.Reserve(text.size());
+  parser.Feed(text);
+  return std::move(parser).Finish();
+}
+
+absl::StatusOr<TraceDir> LoadTraceDir(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrFormat("%s: no such trace folder", path));
+    }
+    return absl::ErrnoToStatus(err, absl::StrFormat("%s: cannot open the trace folder", path));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::NotFoundError(
+        absl::StrFormat("%s: not a folder (a trace folder holds trace.txt)", path));
+  }
+  // trace.txt is parsed as it is read: a minute of a busy machine is hundreds of megabytes.
+  TraceParser parser;
+  if (absl::Status s = ReadBlocks(
+          JoinPath(path, "trace.txt"), [&](size_t size) { parser.Reserve(size); },
+          [&](std::string_view block) { parser.Feed(block); });
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::string> tgids = ReadOptionalFile(JoinPath(path, "tgids.txt"));
+  if (!tgids.ok()) return tgids.status();
+  absl::StatusOr<std::string> kthreads = ReadOptionalFile(JoinPath(path, "kthreads.txt"));
+  if (!kthreads.ok()) return kthreads.status();
+  absl::StatusOr<std::string> kernel = ReadOptionalFile(JoinPath(path, "kernel.txt"));
+  if (!kernel.ok()) return kernel.status();
+  // Optional too, but its absence is itself a fact for the report ("assumed").
+  absl::StatusOr<std::string> machine = ReadFile(JoinPath(path, "machine.txt"));
+  if (!machine.ok() && !absl::IsNotFound(machine.status())) return machine.status();
+  absl::StatusOr<TraceDir> dir =
+      FinishTraceDir(path, std::move(parser).Finish(), *tgids, *kthreads, *kernel);
+  if (dir.ok() && machine.ok()) {
+    dir->machine = ParseMachineFacts(*machine);
+    dir->bad_aux_lines += dir->machine.bad_lines;
+  }
+  return dir;
+}
+
+absl::StatusOr<std::map<int, std::string>> ReadTraceLines(const std::string& dir_path,
+                                                          const std::set<int>& lines) {
+  std::map<int, std::string> out;
+  if (lines.empty()) return out;
+  int number = 1;  // of the line `partial` belongs to
+  std::string partial;
+  auto keep = [&](std::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (lines.count(number) != 0) out.emplace(number, std::string(line));
+  };
+  absl::Status s = ReadBlocks(
+      JoinPath(dir_path, "trace.txt"), [](size_t) {},
+      [&](std::string_view block) {
+        for (size_t nl; (nl = block.find('\n')) != std::string_view::npos;) {
+          if (partial.empty()) {
+            keep(block.substr(0, nl));
+          } else {
+            partial.append(block.substr(0, nl));
+            keep(partial);
+            partial.clear();
+          }
+          ++number;
+          block.remove_prefix(nl + 1);
+        }
+        // Only a wanted line is kept whole across blocks; others need no copy.
+        if (lines.count(number) != 0) partial.append(block);
+      });
+  if (!s.ok()) return s;
+  if (!partial.empty()) keep(partial);
+  return out;
+}
+
+absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view trace_text,
+                                       std::string_view tgids_text, std::string_view kthreads_text,
+                                       std::string_view kernel_text) {
+  return FinishTraceDir(path, ParseTrace(trace_text), tgids_text, kthreads_text, kernel_text);
 }
 
 }  // namespace activemm

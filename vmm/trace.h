@@ -23,11 +23,14 @@
 #include <stdint.h>
 
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "vmm/interned_string.h"
 #include "vmm/machine_facts.h"
 
 #include "absl/status/statusor.h"
@@ -54,27 +57,29 @@ enum class FlushReason : int {
   kRemoteWrongCpu = 5,      // flush_tlb_func on a CPU that no longer runs the mm
 };
 
+// Names are interned in the Trace's pool (interned_string.h): an event is valid while a copy
+// of its Trace lives.
 struct TraceEvent {
   TraceEventKind kind = TraceEventKind::kSwitch;
-  int line = 0;       // 1-based line number in trace.txt
-  int cpu = 0;        // [CPU]
-  int pid = 0;        // the task named at the start of the line (the one running on `cpu`)
-  int tgid = -1;      // (TGID); -1 for "-------" (idle) or a trace without the TGID column
-  std::string comm;   // COMM of that task
-  std::string flags;  // the 5-character column, e.g. "d..2." (irqs off, preempt depth 2)
+  int line = 0;   // 1-based line number in trace.txt
+  int cpu = 0;    // [CPU]
+  int pid = 0;    // the task named at the start of the line (the one running on `cpu`)
+  int tgid = -1;  // (TGID); -1 for "-------" (idle) or a trace without the TGID column
   int64_t timestamp_ns = 0;
+  InternedString comm;   // COMM of that task
+  InternedString flags;  // the 5-character column, e.g. "d..2." (irqs off, preempt depth 2)
 
   // kSwitch
-  std::string prev_comm, next_comm;
+  InternedString prev_comm, next_comm;
   int prev_pid = 0, next_pid = 0;
-  std::string prev_state;  // "R", "S", "D", "I", "X", "Z", "R+", ...
+  InternedString prev_state;  // "R", "S", "D", "I", "X", "Z", "R+", ...
   // kFork: parent = pid (the line's task), child below. kExec and kExit: `pid` field.
   int child_pid = 0;
-  std::string child_comm;
-  std::string filename;  // kExec
+  InternedString child_comm;
+  InternedString filename;  // kExec
   // kFlush
-  int64_t pages = 0;  // -1: TLB_FLUSH_ALL
   FlushReason reason = FlushReason::kTaskSwitch;
+  int64_t pages = 0;  // -1: TLB_FLUSH_ALL
   // kLost
   uint64_t lost = 0;
 };
@@ -107,11 +112,36 @@ struct Trace {
                      // (LoadTraceDir: kernel.txt's)
   std::vector<TraceEvent> events;  // in file order
   TraceStats stats;
+  std::shared_ptr<const StringPool> names;  // the events' names
 };
 
 // Parses the ftrace text, or trace-cmd's (see above). Never fails: malformed lines are counted
 // in stats.
 Trace ParseTrace(std::string_view text);
+
+// ParseTrace's parser, fed the text in pieces of any size, so that a long trace's text is never
+// whole in memory (LoadTraceDir reads trace.txt a block at a time).
+class TraceParser {
+ public:
+  TraceParser();
+  void Reserve(size_t text_bytes);  // a hint: the text's size
+  void Feed(std::string_view text);
+  Trace Finish() &&;
+
+ private:
+  void Line(std::string_view line);   // a whole line, without its "\n"
+  void Parse(std::string_view line);  // ... once the format is known
+  void Decide(TraceFormat format);
+
+  Trace trace_;
+  std::shared_ptr<StringPool> names_;
+  std::string partial_;  // the text after the last "\n" fed
+  bool format_known_ = false;
+  // The lines before the format is known: blank lines, a "version = N" line, blank lines.
+  int held_blank_before_ = 0;
+  std::optional<std::string> held_version_;
+  int held_blank_after_ = 0;
+};
 
 // A trace folder: trace.txt (required), tgids.txt ("PID TGID" per line), kthreads.txt (a PID
 // per line), kernel.txt (release, then CPU count). Missing optional files are empty.
@@ -140,6 +170,11 @@ absl::StatusOr<TraceDir> ParseTraceDir(const std::string& path, std::string_view
                                        std::string_view tgids_text,
                                        std::string_view kthreads_text,
                                        std::string_view kernel_text);
+
+// The lines of the folder's trace.txt whose numbers are in `lines` (1-based, as TraceEvent::line
+// counts them), without their newline, read a block at a time.
+absl::StatusOr<std::map<int, std::string>> ReadTraceLines(const std::string& dir_path,
+                                                          const std::set<int>& lines);
 
 const char* TraceEventKindName(TraceEventKind k);  // "sched_switch", ..., "lost"
 

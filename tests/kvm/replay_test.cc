@@ -1,7 +1,8 @@
-// `activemm replay` on real KVM: each real trace of ../shared/traces replays without a
-// violation, every step and switch runs, and the emulator's CR3 loads match the traced
-// kernel's. The decisions do not depend on the kernel's own CR3 load events: a copy of the
-// trace with them commented out gives the same decisions, byte for byte.
+// `activemm replay` on real KVM: each real trace of ../shared/traces (Linux 6.18, 2 CPUs, PCID)
+// and of tests/traces (Linux 6.1, 8 CPUs, no PCID) replays without a violation, every step and
+// switch runs, and the emulator's CR3 loads match the traced kernel's. The decisions do not depend
+// on the kernel's own CR3 load events: a copy of the trace with them commented out gives the same
+// decisions, byte for byte.
 #include <stdlib.h>
 
 #include <algorithm>
@@ -30,6 +31,9 @@ namespace fs = std::filesystem;
 struct SharedTrace {
   const char* name;
   int real_loads;  // CR3 loads of the traced kernel's switches; all matched today
+  int extra_loads = 0;    // the emulator's loads where the kernel had none (docs/replay.md)
+  int truth_unknown = 1;  // switches with no next event on their CPU: the trace's last ones
+  bool in_repo = false;   // under tests/traces (must be there), else ../shared/traces
   friend std::ostream& operator<<(std::ostream& os, const SharedTrace& t) { return os << t.name; }
 };
 
@@ -79,14 +83,21 @@ class ReplayTest : public KvmTest, public testing::WithParamInterface<SharedTrac
   void SetUp() override {
     KvmTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    path_ = std::string(ACTIVEMM_SHARED_TRACES) + "/" + GetParam().name;
-    if (!fs::is_directory(path_)) GTEST_SKIP() << path_ << " is not there";
+    if (GetParam().in_repo) {
+      path_ = std::string(ACTIVEMM_TEST_TRACES) + "/" + GetParam().name;
+      ASSERT_TRUE(fs::is_directory(path_)) << path_;
+    } else {
+      path_ = std::string(ACTIVEMM_SHARED_TRACES) + "/" + GetParam().name;
+      if (!fs::is_directory(path_)) GTEST_SKIP() << path_ << " is not there";
+    }
   }
 
-  // As `activemm replay` runs it: real PCIDs where the CPU has them.
-  ReplayOptions Options() const {
+  // As `activemm replay` runs it: real PCIDs where the CPU has them, none where machine.txt
+  // says the traced kernel used none.
+  ReplayOptions Options(const TraceDir& dir) const {
     ReplayOptions o;
     if (kvm().HasPcid()) o.run.pcid = abi::PcidMode::kHardware;
+    if (dir.machine.kernel_pcid == false) o.run.pcid = abi::PcidMode::kOff;
     return o;
   }
 
@@ -112,7 +123,7 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
   const SharedTrace& want = GetParam();
   absl::StatusOr<TraceDir> dir = LoadTraceDir(path_);
   ASSERT_TRUE(dir.ok()) << dir.status();
-  absl::StatusOr<ReplayResult> r = RunReplay(kvm(), *dir, Options());
+  absl::StatusOr<ReplayResult> r = RunReplay(kvm(), *dir, Options(*dir));
   ASSERT_TRUE(r.ok()) << r.status();
   const ReplayScore& s = r->score;
   const std::string what = Describe(*r);
@@ -129,13 +140,12 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
   EXPECT_EQ(s.switches, switch_events);
   EXPECT_EQ(s.placed, switch_events) << what;
   EXPECT_EQ(s.unplaced, 0) << what;
-  EXPECT_EQ(s.truth_unknown, 1) << what;  // the last switch: the trace ends on its CPU
-  // The score: today every real load is matched, with its flush.
-  EXPECT_GE(s.precision(), 0.99) << what;
-  EXPECT_GE(s.recall(), 0.99) << what;
-  EXPECT_GE(s.flush_accuracy(), 0.95) << what;
+  EXPECT_EQ(s.truth_unknown, want.truth_unknown) << what;
+  // The score: today every real load is matched, with its flush, and the only extra load is
+  // the one docs/replay.md explains (a CPU lazy on a task's mm from before the recording).
   EXPECT_EQ(s.real_loads, want.real_loads) << what;
   EXPECT_EQ(s.true_pos, want.real_loads) << what;
+  EXPECT_EQ(s.false_pos, want.extra_loads) << what;
   EXPECT_EQ(s.flush_right, want.real_loads) << what;
 
   // The same folder without the kernel's CR3 loads: nothing to score against, the same
@@ -148,13 +158,13 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
     out << WithoutCr3Loads(ReadAll(path_ + "/trace.txt"), &commented);
   }
   EXPECT_GT(commented, want.real_loads);
-  for (const char* f : {"tgids.txt", "kthreads.txt", "kernel.txt"}) {
-    fs::copy_file(path_ + "/" + f, tmp.path() + "/" + f);
+  for (const char* f : {"tgids.txt", "kthreads.txt", "kernel.txt", "machine.txt"}) {
+    if (fs::exists(path_ + "/" + f)) fs::copy_file(path_ + "/" + f, tmp.path() + "/" + f);
   }
   absl::StatusOr<TraceDir> bare = LoadTraceDir(tmp.path());
   ASSERT_TRUE(bare.ok()) << bare.status();
   ASSERT_EQ(bare->trace.events.size() + commented, dir->trace.events.size());
-  absl::StatusOr<ReplayResult> rb = RunReplay(kvm(), *bare, Options());
+  absl::StatusOr<ReplayResult> rb = RunReplay(kvm(), *bare, Options(*bare));
   ASSERT_TRUE(rb.ok()) << rb.status();
   EXPECT_TRUE(rb->report.ok()) << Describe(*rb);
   EXPECT_EQ(rb->score.scored, 0);
@@ -179,7 +189,11 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
 
 INSTANTIATE_TEST_SUITE_P(Traces, ReplayTest,
                          testing::Values(SharedTrace{"make", 84}, SharedTrace{"pipe-proc", 174},
-                                         SharedTrace{"threads-fork-exec", 15}),
+                                         SharedTrace{"threads-fork-exec", 15},
+                                         // tests/traces/README.md
+                                         SharedTrace{"linux61-8cpu-wl_forkexec", 27, 1, 7, true},
+                                         SharedTrace{"linux61-8cpu-wl_threads", 564, 0, 5, true},
+                                         SharedTrace{"linux61-8cpu-wl_mmap_churn", 72, 0, 6, true}),
                          [](const testing::TestParamInfo<SharedTrace>& info) {
                            std::string name = info.param.name;
                            std::replace(name.begin(), name.end(), '-', '_');

@@ -116,10 +116,11 @@ TEST(ScenarioCompileTest, EveryOpCompilesToTheExpectedSteps) {
   EXPECT_FALSE(sc->lazy_tlb);
   EXPECT_THAT(sc->task_names, ElementsAre("idle/0", "idle/1", "A", "A1", "K", "B"));
   EXPECT_THAT(sc->mm_names, ElementsAre("init_mm", "A", "B", "A.exec1"));
-  EXPECT_THAT(sc->step_ops,
-              ElementsAre("spawn", "clone_vm", "kthread", "run", "fork", "exec", "mmap", "mprotect",
-                          "munmap", "check", "run", "use_mm", "mmap", "unuse_mm", "check", "idle",
-                          "exit", "counters", "checkpoint"));
+  std::vector<std::string> ops;
+  for (size_t i = 0; i < sc->step_ops.size(); ++i) ops.push_back(sc->step_ops[i]);
+  EXPECT_THAT(ops, ElementsAre("spawn", "clone_vm", "kthread", "run", "fork", "exec", "mmap",
+                               "mprotect", "munmap", "check", "run", "use_mm", "mmap", "unuse_mm",
+                               "check", "idle", "exit", "counters", "checkpoint"));
   using S = abi::StepOp;
   const uint32_t w = abi::kPageWritable;
   ExpectProgram(sc->program,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -86,8 +87,11 @@ void ExpectConsistent(const Trace& t) {
 }
 
 // A trace of one event line: the event, or a failure naming how the line was classified.
+// An event's names live in its Trace's pool, so the one-line traces are kept for the life of
+// the test binary (a few hundred lines).
 TraceEvent ParseOne(const std::string& line) {
-  Trace t = ParseTrace(line);
+  static std::deque<Trace>* const kept = new std::deque<Trace>;
+  const Trace& t = kept->emplace_back(ParseTrace(line));
   ExpectConsistent(t);
   EXPECT_EQ(t.stats.events, 1) << line;
   EXPECT_EQ(t.stats.malformed, 0) << line;
@@ -1259,6 +1263,110 @@ TEST(TraceCmdTest, TextWithoutFlagsIsRefusedWithTheCommand) {
   ASSERT_FALSE(dir.ok());
   EXPECT_THAT(dir.status().message(), HasSubstr("t/trace.txt: no events"));
   EXPECT_THAT(dir.status().message(), HasSubstr("trace-cmd report -l -N"));
+}
+
+// ---- long traces: read in pieces, names stored once ----
+
+std::vector<int> EventLines(const Trace& t) {
+  std::vector<int> out;
+  for (const TraceEvent& e : t.events) out.push_back(e.line);
+  return out;
+}
+
+// LoadTraceDir feeds trace.txt to TraceParser a block at a time: pieces of any size parse as
+// the whole text does, with lines (and "\r\n") cut anywhere, and the format decided after the
+// blank and "version = N" lines held before it.
+TEST(TraceParserTest, PiecesOfAnySizeParseAsTheWhole) {
+  const std::string texts[] = {
+      absl::StrCat(kHeader, "\r\n#\r\n\r\n", kSwitchLine, "\r\n", kExecLine, "\n", kForkLine,
+                   "\nnot an event\n", kFlushLine),
+      kSameFtrace,
+      kSameTraceCmd,
+      absl::StrCat("\n \nversion = 6\n\n", kSameTraceCmd),
+      absl::StrCat("\nversion = 6\nversion = 6\n", kSwitchLine),  // ftrace: two malformed
+      "\n\nversion = 6\n\n",                                      // never decided: ftrace
+      "",
+  };
+  for (const std::string& text : texts) {
+    const Trace whole = ParseTrace(text);
+    for (size_t piece : {1, 2, 3, 7, 64, 4096}) {
+      SCOPED_TRACE(absl::StrFormat("pieces of %d of %s", piece, text.substr(0, 40)));
+      TraceParser parser;
+      for (size_t at = 0; at < text.size(); at += piece) {
+        parser.Feed(std::string_view(text).substr(at, piece));
+      }
+      const Trace t = std::move(parser).Finish();
+      ExpectConsistent(t);
+      EXPECT_EQ(t.format, whole.format);
+      EXPECT_EQ(t.num_cpus, whole.num_cpus);
+      EXPECT_EQ(t.stats.lines, whole.stats.lines);
+      EXPECT_EQ(t.stats.comments, whole.stats.comments);
+      EXPECT_EQ(t.stats.malformed_lines, whole.stats.malformed_lines);
+      EXPECT_EQ(t.stats.other_events, whole.stats.other_events);
+      EXPECT_EQ(EventLines(t), EventLines(whole));
+      EXPECT_EQ(AllEventFields(t), AllEventFields(whole));
+    }
+  }
+  EXPECT_EQ(ParseTrace(texts[4]).stats.malformed, 2);
+  EXPECT_EQ(ParseTrace(texts[3]).format, TraceFormat::kTraceCmd);
+  EXPECT_EQ(ParseTrace(texts[3]).stats.comments, 5);  // 3 blank, version, cpus=2
+}
+
+// A million-switch trace has two million events and a few hundred distinct names: each name
+// is stored once, and an event stays small.
+TEST(TraceParserTest, NamesAreStoredOnce) {
+  const Trace t = ParseTrace(absl::StrCat(kSwitchLine, "\n", kSwitchLine, "\n", kFlushLine, "\n"));
+  ASSERT_EQ(t.events.size(), 3u);
+  // "bash" (line task and prev), "swapper/1", "S", "<idle>", "d..2." (all three lines).
+  EXPECT_EQ(t.names->size(), 5u);
+  EXPECT_EQ(&t.events[0].comm.str(), &t.events[1].comm.str());
+  EXPECT_EQ(&t.events[0].comm.str(), &t.events[1].prev_comm.str());
+  EXPECT_EQ(&t.events[0].flags.str(), &t.events[2].flags.str());
+  EXPECT_EQ(&t.events[0].next_comm.str(), &t.events[1].next_comm.str());
+  EXPECT_TRUE(t.events[2].prev_comm.empty());  // a flush names no prev task
+  EXPECT_LE(sizeof(TraceEvent), 128u);
+  // A copy of the trace shares the names: its events stay valid when the original goes.
+  Trace copy;
+  {
+    const Trace original = ParseTrace(kSwitchLine);
+    copy = original;
+  }
+  EXPECT_EQ(copy.events[0].next_comm, "swapper/1");
+}
+
+// --explain shows trace lines read back from trace.txt by number, a block at a time: a line cut
+// between two blocks comes back whole, "\r\n" as "\n", the last line without its newline too.
+TEST(TraceDirTest, ReadTraceLinesByNumber) {
+  TempTraceDir tmp;
+  std::string text;
+  std::vector<std::string> lines;
+  // 3 MiB of lines of many lengths: some cross the reader's 1 MiB blocks.
+  for (int i = 1; text.size() < (3u << 20); ++i) {
+    lines.push_back(
+        absl::StrFormat("%d %s", i, std::string(static_cast<size_t>(i * 7919 % 997), 'x')));
+    text += lines.back() + (i % 5 == 0 ? "\r\n" : "\n");
+  }
+  lines.push_back("the last line, without a newline");
+  text += lines.back();
+  tmp.Write("trace.txt", text);
+  std::set<int> wanted = {1, 2, static_cast<int>(lines.size()), static_cast<int>(lines.size()) + 1};
+  // The lines that start before a block boundary and end after it.
+  size_t at = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const size_t end = text.find('\n', at);
+    const size_t next = end == std::string::npos ? text.size() : end + 1;
+    for (size_t block = 1u << 20; block < text.size(); block += 1u << 20) {
+      if (at < block && next > block) wanted.insert(static_cast<int>(i) + 1);
+    }
+    at = next;
+  }
+  ASSERT_GE(wanted.size(), 6u);  // the 4 above and a line across each of two or more boundaries
+  absl::StatusOr<std::map<int, std::string>> got = ReadTraceLines(tmp.path(), wanted);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), wanted.size() - 1);  // no line after the last
+  for (const auto& [n, line] : *got) EXPECT_EQ(line, lines[n - 1]) << "line " << n;
+  EXPECT_FALSE(ReadTraceLines(tmp.File("nope"), {1}).ok());
+  EXPECT_TRUE(ReadTraceLines(tmp.File("nope"), {})->empty());
 }
 
 }  // namespace
