@@ -771,40 +771,6 @@ absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, Scenar
   return kvm;
 }
 
-// What the replay takes the traced kernel to be, where the user's flags leave it open: PCID
-// used or not (without it every CR3 load flushes), and its lazy-TLB flavour, from machine.txt
-// (activemm capture writes it), else assumed. Returns the sentence the report prints.
-std::string ConfigureForTracedMachine(const ParsedCommandLine& cl, const MachineFacts& m,
-                                      ScenarioRunOptions* ro) {
-  std::string pcid;
-  if (cl.Has("pcid")) {
-    pcid = absl::StrFormat("PCID %s (--pcid)", PcidModeName(ro->pcid));
-  } else if (!m.present || !m.kernel_pcid.has_value()) {
-    pcid = absl::StrFormat(
-        "PCID assumed used (no machine.txt says otherwise; --pcid=off replays a kernel without "
-        "it), replayed %s",
-        PcidModeName(ro->pcid));
-  } else if (!*m.kernel_pcid) {
-    ro->pcid = abi::PcidMode::kOff;
-    pcid = absl::StrFormat("PCID not used (machine.txt: cpu_pcid %s, boot_nopcid %s), replayed off",
-                           m.cpu_pcid.value_or(false) ? "yes" : "no",
-                           m.boot_nopcid.value_or(false) ? "yes" : "no");
-  } else {
-    pcid = absl::StrFormat("PCID used (machine.txt), replayed %s", PcidModeName(ro->pcid));
-  }
-  std::string lazy;
-  if (cl.Has("lazy-tlb")) {
-    lazy = absl::StrFormat("lazy TLB %s (--lazy-tlb)", LazyModeName(ro->lazy));
-  } else if (m.lazy_tlb == "shootdown") {
-    ro->lazy = abi::LazyMode::kShootdown;
-    lazy = "lazy TLB shootdown (machine.txt)";
-  } else {
-    lazy = absl::StrFormat("lazy TLB %s (%s)", LazyModeName(ro->lazy),
-                           m.lazy_tlb == "refcount" ? "machine.txt" : "assumed: x86 refcounts");
-  }
-  return pcid + "; " + lazy;
-}
-
 // `replay DIR`: a real trace on the emulator, scored against the traced kernel's CR3 loads.
 int ReplayCommand(const ParsedCommandLine& cl) {
   if (cl.args.empty()) return UsageError(cl, "replay: no trace folder given (activemm replay DIR)");
@@ -826,7 +792,8 @@ int ReplayCommand(const ParsedCommandLine& cl) {
     fmt::print(stderr, "activemm: {}\n", std::string(kvm.status().message()));
     return kExitNoKvm;
   }
-  const std::string traced_machine = ConfigureForTracedMachine(cl, dir->machine, &o.run);
+  const std::string traced_machine =
+      ConfigureForTracedMachine(dir->machine, cl.Has("pcid"), cl.Has("lazy-tlb"), &o.run);
   absl::StatusOr<ReplayResult> r = RunReplay(**kvm, *dir, o);
   if (InterruptSignal() != 0) return Interrupted();
   if (!r.ok()) {

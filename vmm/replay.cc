@@ -134,6 +134,37 @@ absl::StatusOr<ReplayResult> RunReplay(const Kvm& kvm, const TraceDir& dir,
   return r;
 }
 
+std::string ConfigureForTracedMachine(const MachineFacts& m, bool pcid_flag, bool lazy_flag,
+                                      ScenarioRunOptions* ro) {
+  std::string pcid;
+  if (pcid_flag) {
+    pcid = absl::StrFormat("PCID %s (--pcid)", PcidModeName(ro->pcid));
+  } else if (!m.present || !m.kernel_pcid.has_value()) {
+    pcid = absl::StrFormat(
+        "PCID assumed used (no machine.txt says otherwise; --pcid=off replays a kernel without "
+        "it), replayed %s",
+        PcidModeName(ro->pcid));
+  } else if (!*m.kernel_pcid) {
+    ro->pcid = abi::PcidMode::kOff;
+    pcid = absl::StrFormat("PCID not used (machine.txt: cpu_pcid %s, boot_nopcid %s), replayed off",
+                           m.cpu_pcid.value_or(false) ? "yes" : "no",
+                           m.boot_nopcid.value_or(false) ? "yes" : "no");
+  } else {
+    pcid = absl::StrFormat("PCID used (machine.txt), replayed %s", PcidModeName(ro->pcid));
+  }
+  std::string lazy;
+  if (lazy_flag) {
+    lazy = absl::StrFormat("lazy TLB %s (--lazy-tlb)", LazyModeName(ro->lazy));
+  } else if (m.lazy_tlb == "shootdown") {
+    ro->lazy = abi::LazyMode::kShootdown;
+    lazy = "lazy TLB shootdown (machine.txt)";
+  } else {
+    lazy = absl::StrFormat("lazy TLB %s (%s)", LazyModeName(ro->lazy),
+                           m.lazy_tlb == "refcount" ? "machine.txt" : "assumed: x86 refcounts");
+  }
+  return pcid + "; " + lazy;
+}
+
 std::string DecisionsCsv(const ReplayResult& r) {
   std::string out = "line,cpu,prev_pid,next_pid,cr3_load,flush\n";
   for (size_t k = 0; k < r.plan.switches.size(); ++k) {

@@ -71,6 +71,13 @@ struct ReplayOptions {
   ReplayPlanOptions plan;
 };
 
+// What the replay takes the traced kernel to be where the user's flags (`--pcid`, `--lazy-tlb`:
+// pcid_flag, lazy_flag) leave it open: PCID used or not (without it every CR3 load flushes),
+// and its lazy-TLB flavour, from the folder's machine.txt (activemm capture writes it), else
+// assumed. Sets ro->pcid and ro->lazy accordingly; returns the sentence the report prints.
+std::string ConfigureForTracedMachine(const MachineFacts& m, bool pcid_flag, bool lazy_flag,
+                                      ScenarioRunOptions* ro);
+
 absl::StatusOr<ReplayResult> RunReplay(const Kvm& kvm, const TraceDir& dir,
                                        const ReplayOptions& options);
 

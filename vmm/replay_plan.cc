@@ -322,16 +322,12 @@ class Planner {
     return abi::kNoTask;
   }
 
-  bool IsKthread(int pid, const std::string& comm) const {
-    return pid == 2 || dir_.kthreads.contains(pid) || LooksLikeKthread(comm);
-  }
-
   // A task that existed before the recording (or whose fork was lost): a kernel thread, a
   // thread of a known process, or a process with an mm of its own.
   absl::StatusOr<int32_t> TaskFor(int pid, int cpu, const std::string& comm) {
     if (pid == 0) return cpu;  // each CPU's idle task
     if (auto it = by_pid_.find(pid); it != by_pid_.end()) return it->second;
-    const bool kthread = IsKthread(pid, comm);
+    const bool kthread = pid == 2 || dir_.kthreads.contains(pid) || LooksLikeKthread(comm);
     const int tgid = TgidOf(pid);
     absl::StatusOr<int32_t> t = NewTask(pid, tgid, comm, kthread);
     if (!t.ok()) return t.status();

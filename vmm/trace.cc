@@ -395,17 +395,41 @@ void HeaderEntries(std::string_view line, TraceStats* stats) {
   }
 }
 
-// Calls fn(line) for each line of `text` without its "\n" or "\r\n"; a last line without a
-// newline counts too, an empty text has no lines.
+// Text fed in pieces of any size, as lines: fn(line) for each line without its "\n" or
+// "\r\n". *partial holds what follows the last newline until the next piece completes it;
+// FinishLines passes it on as the last line (a last line without a newline counts too).
+template <typename Fn>
+void SplitLines(std::string* partial, std::string_view text, Fn fn) {
+  auto line = [&](std::string_view l) {
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    fn(l);
+  };
+  for (size_t nl; (nl = text.find('\n')) != std::string_view::npos; text.remove_prefix(nl + 1)) {
+    if (partial->empty()) {
+      line(text.substr(0, nl));
+    } else {
+      partial->append(text.substr(0, nl));
+      line(*partial);
+      partial->clear();
+    }
+  }
+  partial->append(text);
+}
+
+template <typename Fn>
+void FinishLines(std::string* partial, Fn fn) {
+  if (partial->empty()) return;
+  std::string last = std::move(*partial);
+  partial->clear();
+  SplitLines(partial, last + "\n", fn);
+}
+
+// Calls fn(line) for each line of a whole text; an empty text has no lines.
 template <typename Fn>
 void ForEachLine(std::string_view text, Fn fn) {
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    fn(line);
-  }
+  std::string partial;
+  SplitLines(&partial, text, fn);
+  FinishLines(&partial, fn);
 }
 
 void NoteMalformed(TraceStats* stats, int line) {
@@ -691,7 +715,7 @@ absl::StatusOr<TraceDir> FinishTraceDir(const std::string& path, Trace trace_in,
 
 }  // namespace
 
-TraceParser::TraceParser() : names_(std::make_shared<StringPool>()) { trace_.names = names_; }
+TraceParser::TraceParser() : names_(std::make_shared<StringPool>()) {}
 
 void TraceParser::Reserve(size_t text_bytes) {
   // Real lines are 100-160 bytes: reserving avoids copying every event as the vector grows
@@ -700,43 +724,20 @@ void TraceParser::Reserve(size_t text_bytes) {
 }
 
 void TraceParser::Feed(std::string_view text) {
-  if (!partial_.empty()) {
-    const size_t nl = text.find('\n');
-    if (nl == std::string_view::npos) {
-      partial_.append(text);
-      return;
-    }
-    partial_.append(text.substr(0, nl));
-    Line(partial_);
-    partial_.clear();
-    text.remove_prefix(nl + 1);
-  }
-  while (!text.empty()) {
-    const size_t nl = text.find('\n');
-    if (nl == std::string_view::npos) {
-      partial_.assign(text);
-      return;
-    }
-    Line(text.substr(0, nl));
-    text.remove_prefix(nl + 1);
-  }
+  SplitLines(&partial_, text, [this](std::string_view line) { Line(line); });
 }
 
 Trace TraceParser::Finish() && {
-  // A last line without a newline counts too.
-  if (!partial_.empty()) {
-    Line(partial_);
-    partial_.clear();
-  }
+  FinishLines(&partial_, [this](std::string_view line) { Line(line); });
   if (!format_known_) Decide(TraceFormat::kFtrace);
   if (trace_.format == TraceFormat::kTraceCmd) RestoreCutComms(&trace_);
   // ftrace prints "#P:" before any event, but a hand-made or concatenated file may not.
   if (trace_.num_cpus > 0) DropEventsBeyond(trace_.num_cpus, &trace_);
+  trace_.names = std::move(names_);
   return std::move(trace_);
 }
 
 void TraceParser::Line(std::string_view line) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (format_known_) return Parse(line);
   // Until a line decides the format, the blank lines and a "version = N" line wait (they are
   // comments in trace-cmd's text, and the version line malformed in ftrace's).
@@ -876,31 +877,16 @@ absl::StatusOr<std::map<int, std::string>> ReadTraceLines(const std::string& dir
                                                           const std::set<int>& lines) {
   std::map<int, std::string> out;
   if (lines.empty()) return out;
-  int number = 1;  // of the line `partial` belongs to
+  int number = 0;
   std::string partial;
   auto keep = [&](std::string_view line) {
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (lines.count(number) != 0) out.emplace(number, std::string(line));
+    if (lines.contains(++number)) out.emplace(number, std::string(line));
   };
   absl::Status s = ReadBlocks(
       JoinPath(dir_path, "trace.txt"), [](size_t) {},
-      [&](std::string_view block) {
-        for (size_t nl; (nl = block.find('\n')) != std::string_view::npos;) {
-          if (partial.empty()) {
-            keep(block.substr(0, nl));
-          } else {
-            partial.append(block.substr(0, nl));
-            keep(partial);
-            partial.clear();
-          }
-          ++number;
-          block.remove_prefix(nl + 1);
-        }
-        // Only a wanted line is kept whole across blocks; others need no copy.
-        if (lines.count(number) != 0) partial.append(block);
-      });
+      [&](std::string_view block) { SplitLines(&partial, block, keep); });
   if (!s.ok()) return s;
-  if (!partial.empty()) keep(partial);
+  FinishLines(&partial, keep);
   return out;
 }
 

@@ -134,7 +134,7 @@ class TraceParser {
   void Decide(TraceFormat format);
 
   Trace trace_;
-  std::shared_ptr<StringPool> names_;
+  std::shared_ptr<StringPool> names_;  // the events' names, handed to the Trace by Finish
   std::string partial_;  // the text after the last "\n" fed
   bool format_known_ = false;
   // The lines before the format is known: blank lines, a "version = N" line, blank lines.

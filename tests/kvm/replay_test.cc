@@ -92,12 +92,12 @@ class ReplayTest : public KvmTest, public testing::WithParamInterface<SharedTrac
     }
   }
 
-  // As `activemm replay` runs it: real PCIDs where the CPU has them, none where machine.txt
-  // says the traced kernel used none.
+  // As `activemm replay` runs it with no mode flags: real PCIDs where the CPU has them, and
+  // what the folder's machine.txt says of the traced kernel.
   ReplayOptions Options(const TraceDir& dir) const {
     ReplayOptions o;
     if (kvm().HasPcid()) o.run.pcid = abi::PcidMode::kHardware;
-    if (dir.machine.kernel_pcid == false) o.run.pcid = abi::PcidMode::kOff;
+    ConfigureForTracedMachine(dir.machine, /*pcid_flag=*/false, /*lazy_flag=*/false, &o.run);
     return o;
   }
 

@@ -106,7 +106,8 @@ TEST_F(SelftestFailureTest, SpinningGuestIsStoppedByTheWatchdog) {
                     HasSubstr("vCPU 3: running at RIP"), HasSubstr("interrupts off")));
   ASSERT_EQ(r->run.vcpus.size(), 4u);
   EXPECT_TRUE(r->run.vcpus[3].have_regs);
-  EXPECT_LT(r->run.seconds, 10.0);  // bounded, not a hang (a generous bound, not a timing test)
+  // Bounded, not a hang: the outcome is the watchdog's. (No bound on run.seconds: a wall-clock
+  // bound fails on a slow enough host, and a hang would never return here at all.)
 }
 
 // Verification requests from every CPU at the same time (the guest is not trusted to take
