@@ -126,6 +126,64 @@ void EndMeasurement(uint64_t tsc) {
        counters().cr3_writes - pending.cr3_writes);
 }
 
+// ---- The floor: a bare CR3 write and a bare stack switch, in loops of kFloorOps ----------
+
+constinit uint64_t floor_main_sp = 0;
+constinit uint64_t floor_aux_sp = 0;
+alignas(16) constinit uint8_t floor_aux_stack[4096] = {};
+
+// The other side of a bare stack switch: switched to, it switches straight back.
+[[noreturn]] void FloorAux() {
+  for (;;) __switch_to_asm(&floor_aux_sp, floor_main_sp);
+}
+
+// One loop per case, the same loop around each operation (the case is a template argument, so
+// no test of it is left inside the loop to differ between them).
+template <CostCase c>
+[[gnu::noinline]] void FloorLoop() {
+  const uint64_t cr3 = ReadCr3();
+  for (uint32_t k = 0; k < abi::kFloorOps; ++k) {
+    if constexpr (c == CostCase::kBareCr3Write) {
+      asm volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
+    } else if constexpr (c == CostCase::kBareStackSwitch) {
+      __switch_to_asm(&floor_main_sp, floor_aux_sp);
+    } else {
+      asm volatile("" ::"r"(cr3) : "memory");  // kFloorEmpty: the loop alone
+    }
+  }
+}
+
+void FloorLoop(CostCase c) {
+  if (c == CostCase::kBareCr3Write) {
+    FloorLoop<CostCase::kBareCr3Write>();
+  } else if (c == CostCase::kBareStackSwitch) {
+    FloorLoop<CostCase::kBareStackSwitch>();
+  } else {
+    FloorLoop<CostCase::kFloorEmpty>();
+  }
+}
+
+void MeasureFloor() {
+  // FloorAux's first run: __switch_to_asm pops six registers and returns into it, with the
+  // stack 8 off 16 as after a call.
+  auto* top = reinterpret_cast<uint64_t*>(floor_aux_stack + sizeof floor_aux_stack);
+  top[-2] = reinterpret_cast<uint64_t>(FloorAux);
+  floor_aux_sp = reinterpret_cast<uint64_t>(top - 8);
+  constexpr CostCase kFloorCases[] = {CostCase::kFloorEmpty, CostCase::kBareCr3Write,
+                                      CostCase::kBareStackSwitch};
+  for (CostCase c : kFloorCases) {
+    for (uint32_t i = 0; i < abi::kCostWarmupRounds + iterations; ++i) {
+      const bool measured = i >= abi::kCostWarmupRounds;
+      const uint32_t iteration = measured ? i - abi::kCostWarmupRounds : 0;
+      if (measured) Mark(abi::MarkKind::kBegin, c, iteration, 0, 0);
+      const uint64_t tsc = Rdtsc();
+      FloorLoop(c);
+      const uint64_t cycles = Rdtsc() - tsc;
+      if (measured) Mark(abi::MarkKind::kEnd, c, iteration, cycles, 0);
+    }
+  }
+}
+
 [[noreturn]] void CostLoop() {
   for (;;) {
     const uint64_t tsc = Rdtsc();  // first: the switch that resumed this task just returned
@@ -171,6 +229,7 @@ void RunCost() {
   pairs[1] = {a, b, CostCase::kUserToUser, CostCase::kUserToUser, false};
   pairs[2] = {a, a2, CostCase::kUserToUserSameMm, CostCase::kUserToUserSameMm, false};
   pairs[3] = {k, k2, CostCase::kKernelToKernel, CostCase::kKernelToKernel, false};
+  MeasureFloor();
   CostLoop();
 }
 

@@ -3,9 +3,11 @@
 #include <stdint.h>
 
 #include "guest/cpu.h"
+#include "guest/traps.h"
 #include "shared/x86.h"
 
 extern "C" char trap_stubs[];  // entry.S: 256 stubs of 16 bytes
+extern "C" char kick_entry[], ud_entry[];  // entry.S: the lean entries of two vectors
 
 namespace activemm::guest {
 namespace {
@@ -44,6 +46,9 @@ void BuildIdt() {
   uint64_t base = reinterpret_cast<uint64_t>(trap_stubs);
   for (int v = 0; v < 256; ++v) {
     uint64_t handler = base + static_cast<uint64_t>(v) * 16;
+    // Two vectors every scenario step may take have lean entries of their own (entry.S).
+    if (v == kVecKick) handler = reinterpret_cast<uint64_t>(kick_entry);
+    if (v == x86::kVecInvalidOpcode) handler = reinterpret_cast<uint64_t>(ud_entry);
     IdtGate& g = idt[v];
     g.offset_low = static_cast<uint16_t>(handler);
     g.selector = x86::kKernelCs;

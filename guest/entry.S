@@ -95,6 +95,56 @@ trap_common:
     add $16, %rsp            /* vector and error code */
     iretq
 
+/* ---- Two vectors with their own entry, because a scenario step takes them all the time and
+ * every ring-0 instruction costs about a microsecond where ring 0 is emulated (kvm_pvm). The
+ * IDT points them here (guest/descriptors.cc); anything unusual goes on to trap_common. */
+
+/* The kick (VEC_KICK): count it and end the interrupt; the CPU goes back to the step loop,
+ * which looks at the program again. */
+.globl kick_entry
+kick_entry:
+    push %rax
+    /* Taken inside STI's shadow at SafeHaltThenCli's HLT (an emulator's quirk): trap_dispatch
+     * moves the frame past the HLT and counts it, so the general path takes it from here. */
+    lea safe_halt_hlt(%rip), %rax
+    cmp %rax, 8(%rsp)                  /* the interrupted rip */
+    je 1f
+    mov %gs:PERCPU_KICKS_TAKEN, %rax
+    test %rax, %rax
+    jz 1f                              /* not the scenario program: the general path says so */
+    lock incl (%rax)
+    push %rcx
+    push %rdx
+    mov $MSR_X2APIC_EOI, %ecx
+    xor %eax, %eax
+    xor %edx, %edx
+    wrmsr
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+1:  pop %rax
+    jmp trap_stubs + 16 * VEC_KICK
+
+/* #UD (VEC_INVALID_OPCODE, no error code). From ring 3 it is how user code comes back to the
+ * kernel (`ud2` with rax = kSysExitToKernel; no SYSCALL on the software hypervisor): nothing of
+ * ring 3 is resumed after it, so no register needs saving. user_ud_trap checks the request
+ * and calls resume_kernel; it returns only when the #UD is not one, and the general path
+ * reports it (from the CPU's frame: the registers it clobbered are not reported). */
+.globl ud_entry
+ud_entry:
+    testb $3, 8(%rsp)                  /* the frame's CS: from ring 3? */
+    jz 1f
+    mov %rsi, %rdx                     /* user_ud_trap(rax, rdi, rsi, frame) */
+    mov %rdi, %rsi
+    mov %rax, %rdi
+    mov %rsp, %rcx
+    sub $8, %rsp                       /* the CPU's 5-word frame left rsp 8 off 16 */
+    cld
+    call user_ud_trap
+    add $8, %rsp
+1:  jmp trap_stubs + 16 * VEC_INVALID_OPCODE
+
 /* uint64_t enter_user(const UserEntry* e)  (guest/user_mode.h)
  * Saves the kernel's callee-saved registers, records where to resume, points TSS.RSP0 just
  * below them and IRETs to ring 3 with e->rip, e->rsp and arguments e->rdi, e->rsi, e->rdx.

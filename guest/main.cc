@@ -15,6 +15,8 @@ extern "C" char __image_end[];
 namespace activemm::guest {
 
 constinit PerCpu percpu[abi::kMaxCpus] = {};
+// Never written: only this_cpu()'s asm names it (guest/percpu.h says why).
+constinit int this_cpu_anchor = 0;
 constinit const abi::BootParams* boot_params = nullptr;
 constinit abi::GuestInfo* guest_info = nullptr;
 
@@ -39,6 +41,7 @@ extern "C" [[noreturn]] void guest_main(uint64_t cpu_index, const abi::BootParam
   if (cpu_index >= abi::kMaxCpus) HaltForever();
   PerCpu* self = &percpu[cpu_index];
   self->cpu = static_cast<uint32_t>(cpu_index);
+  self->rq = &cpu_mm[cpu_index];
   self->mailbox = LowPhys<abi::CpuMailbox>(abi::MailboxPa(self->cpu));
   LoadCpuDescriptors(self);
 

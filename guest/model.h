@@ -47,10 +47,14 @@ inline int32_t TaskIndex(const TaskStruct* t) { return static_cast<int32_t>(t - 
 
 // This CPU's run-queue and tlbstate. Never cache it across a context switch: a task may resume
 // on another CPU (the %gs-relative read is what keeps it right, as this_rq() in Linux).
-inline CpuMmState* this_rq() { return &cpu_mm[this_cpu()->cpu]; }
+inline CpuMmState* this_rq() { return this_cpu()->rq; }
 inline abi::MmCounters& counters() { return this_rq()->counters; }
 inline TaskStruct* current() { return Task(this_rq()->curr); }
 inline bool IsKthread(const TaskStruct* t) { return t->flags & abi::kPfKthread; }
+
+// entry.S: saves the callee-saved registers on the current stack, stores its pointer in *prev_sp
+// and continues on next_sp (arch/x86/entry/entry_64.S).
+extern "C" void __switch_to_asm(uint64_t* prev_sp, uint64_t next_sp);
 
 // ---- mm.cc: mm_struct life cycle and user mappings ----
 // Creates mm `slot` with `pages` fresh data pages (mm_users = mm_count = 1).

@@ -9,6 +9,10 @@
 #include "guest/asm_offsets.h"
 #include "shared/abi.h"
 
+namespace activemm::abi {
+struct CpuMmState;  // shared/mm_abi.h
+}  // namespace activemm::abi
+
 namespace activemm::guest {
 
 // 64-bit task-state segment (SDM 8.7).
@@ -36,11 +40,15 @@ struct PerCpu {
   uint32_t apic_id;
   alignas(8) uint64_t gdt[kGdtEntries];
   abi::CpuMailbox* mailbox;
+  // abi::StepLoopCpu::kicks_taken of this CPU, for entry.S's kick_entry (null outside the
+  // scenario program, which alone sends kicks).
+  uint32_t* kicks_taken;
+  abi::CpuMmState* rq;  // &cpu_mm[cpu]: this_rq() without an index computation
+  // Set by a step that writes CR3 (abi::kStepCr3Load, kStepCr3Flush), cleared as one begins.
+  uint8_t step_result;
   uint32_t ipis_received;  // atomic: the IPI handler increments it
   uint32_t cur_step;       // the scenario step this CPU is executing
-  uint64_t step_cr3_writes;   // this CPU's cr3_writes when the step began
-  uint64_t step_cr3_flushes;  // ... and cr3_writes_flush
-  uint64_t step_tsc;          // ... and the TSC
+  uint64_t step_tsc;       // the TSC when the step began
   uint64_t step_ipi_cpus;     // flush IPIs sent in the step (guest/tlb.cc)
   uint64_t step_leave_mm;     // atomic: CPUs that left their lazy mm because of the step
   // In a parallel block: the next step of the block to look at (0 when in none), the block's
@@ -68,17 +76,22 @@ struct PerCpu {
 };
 static_assert(offsetof(PerCpu, self) == PERCPU_SELF);
 static_assert(offsetof(PerCpu, resume_rsp) == PERCPU_RESUME_RSP);
+static_assert(offsetof(PerCpu, kicks_taken) == PERCPU_KICKS_TAKEN);
 static_assert(offsetof(PerCpu, tss) + offsetof(Tss, rsp0) == PERCPU_TSS_RSP0);
 
 extern PerCpu percpu[abi::kMaxCpus];
 
-// volatile: the value changes under the compiler's feet when a task switched out on one CPU
-// resumes on another. A plain asm would be CSE'd across __switch_to_asm, and the resumed task
-// would keep using the old CPU's data (Linux's this_cpu_read is volatile for the same reason;
-// only the `current` read, which is the same on both sides of a switch, is cached).
+// Not volatile, but "reading" this_cpu_anchor, which nothing ever writes: the compiler may
+// reuse one read of %gs:0 until something that may write memory (a call, an asm with a
+// "memory" clobber), as Linux's this_cpu_read_stable() is reused. That is what makes it safe:
+// a task switched out on one CPU may resume on another, and the switch is always the opaque
+// call __switch_to_asm, after which every use reads %gs:0 again. A plain asm could be CSE'd
+// across that call, and the resumed task would keep using the old CPU's data; a volatile one
+// (what this was) is read again at every use, about 10 ring-0 instructions a step.
+extern int this_cpu_anchor;  // not const: a call must be assumed to write it
 inline PerCpu* this_cpu() {
   PerCpu* p;
-  asm volatile("mov %%gs:0, %0" : "=r"(p));
+  asm("mov %%gs:0, %0" : "=r"(p) : "m"(this_cpu_anchor));
   return p;
 }
 

@@ -18,6 +18,7 @@ constinit abi::StepRecord* records = nullptr;  // one per slot, for the host
 constinit uint32_t next_step = 0;  // the step to execute next; written by the CPU that ran the last
 constinit abi::MmDirectory* directory = nullptr;
 constinit uint32_t block_finished = 0;  // CPUs done with the current parallel block (atomic)
+constinit bool step_state = false;      // header->step_state: full records (a timeline)
 
 void Verify(uint64_t check, uint32_t step_index) {
   abi::CpuMailbox* mb = this_cpu()->mailbox;
@@ -43,7 +44,7 @@ abi::StepRecord& RecordAt(uint32_t i) { return records[abi::ProgramSlot(i)]; }
 // Asks the host for more of the program once fewer than kProgramRefillAhead loaded steps remain
 // from `next` on. Every step before `next` is finished (its record written), so the host may
 // reuse their slots; it reads that bound from arg[0].
-void RefillIfLow(uint32_t next) {
+[[gnu::always_inline]] inline void RefillIfLow(uint32_t next) {
   const uint32_t loaded = __atomic_load_n(&header->steps_loaded, __ATOMIC_ACQUIRE);
   if (loaded >= header->num_steps || loaded >= next + abi::kProgramRefillAhead) return;
   this_cpu()->mailbox->arg[0] = next;
@@ -149,8 +150,12 @@ void ExecuteStep(const abi::Step& s) {
   Panic(__FILE__, __LINE__, "unknown step op", 2, uint64_t{s.op}, uint64_t{s.index});
 }
 
+// The step loop's own functions are inlined into it (always_inline): each call would cost its
+// prologue and epilogue, a dozen ring-0 instructions a step where every one costs about a
+// microsecond (kvm_pvm).
+
 // Hands the program on to step `next`: publishes it and wakes the CPU(s) that execute it.
-void Advance(uint32_t next) {
+[[gnu::always_inline]] inline void Advance(uint32_t next) {
   directory->steps_done = next;
   const bool more = next < header->num_steps;
   // Before next_step is published: the CPUs woken for step `next` (and a parallel block from
@@ -170,30 +175,18 @@ void Advance(uint32_t next) {
   }
 }
 
-// Starts step i on this CPU: what its CR3 counters read before, for the step's result.
-void BeginStep(uint32_t i) {
+// Starts step i on this CPU.
+[[gnu::always_inline]] inline void BeginStep(uint32_t i) {
   PerCpu* self = this_cpu();
   self->cur_step = i;
-  const abi::MmCounters& c = counters();
-  self->step_cr3_writes = c.cr3_writes;
-  self->step_cr3_flushes = c.cr3_writes_flush;
+  self->step_result = abi::kStepExecuted;
   self->step_ipi_cpus = 0;
-  self->step_tsc = Rdtsc();
+  if (step_state) self->step_tsc = Rdtsc();
 }
 
-// The step's result: every CR3 write of this CPU since BeginStep is the step's (nothing else
-// runs on a CPU while it executes a step; flush IPIs it handles for others write no CR3 unless
-// they move it to init_mm, which is then this step's doing too).
-uint8_t StepResultBits() {
-  PerCpu* self = this_cpu();
-  const abi::MmCounters& c = counters();
-  uint8_t r = abi::kStepExecuted;
-  if (c.cr3_writes != self->step_cr3_writes) r |= abi::kStepCr3Load;
-  if (c.cr3_writes_flush != self->step_cr3_flushes) r |= abi::kStepCr3Flush;
-  return r;
-}
-
-void RecordStep(uint32_t i, uint8_t result) {
+// Out of line, unlike the rest of the loop: `activemm replay --profile` tells the record
+// writing apart from the loop by the function it samples in (vmm/guest_profile.cc).
+[[gnu::noinline]] void RecordStep(uint32_t i, uint8_t result) {
   PerCpu* self = this_cpu();
   const CpuMmState* rq = this_rq();
   abi::StepRecord& r = RecordAt(i);
@@ -209,13 +202,20 @@ void RecordStep(uint32_t i, uint8_t result) {
 
 // Completes the step this CPU is executing. Called after ExecuteStep returns, which may be in
 // another task's frame (the one a run step switched to), so the step comes from per-CPU state.
-void FinishStep() {
+[[gnu::always_inline]] inline void FinishStep() {
   PerCpu* self = this_cpu();
   // The result before a late flush IPI lands: its CR3 load (leave_mm) is not the step's; the
-  // record after it, so the state it shows is where the CPU really is.
-  const uint8_t result = StepResultBits();
-  flush_tlb_late_ipi();
-  RecordStep(self->cur_step, result);
+  // record after it, so the state it shows is where the CPU really is. Every CR3 write of this
+  // CPU since BeginStep is the step's (load_new_mm_cr3 sets the bits): nothing else runs on a
+  // CPU while it executes a step, and the flush IPIs it handles for others write no CR3 unless
+  // they move it to init_mm, which is then this step's doing too.
+  const uint8_t result = self->step_result;
+  if (this_rq()->late_ipi_pending) flush_tlb_late_ipi();
+  if (step_state) {
+    RecordStep(self->cur_step, result);
+  } else {
+    RecordAt(self->cur_step).result = result;
+  }
   if (self->par_next != 0) return;  // inside a parallel block: the loop goes on with it
   const uint32_t i = self->cur_step;
   const abi::Step& s = StepAt(i);
@@ -337,6 +337,7 @@ void RunScenario() {
     model.num_asids = header->num_asids;
     model.new_task_start = StepLoopResume;
     model.bug = static_cast<abi::MmBug>(header->bug);
+    step_state = header->step_state != 0;
     init_mm_setup();
     directory = static_cast<abi::MmDirectory*>(PhysToVirt(abi::kMmDirectoryPa));
     directory->mm_slots_pa = reinterpret_cast<uint64_t>(mm_slots) - abi::kKernelTextBase;
@@ -347,6 +348,7 @@ void RunScenario() {
   Checkpoint(abi::kCheckpointModelReady);
   this_cpu()->apic_id = ApicInit();
   this_cpu()->par_done = ~0u;
+  this_cpu()->kicks_taken = &StepLoopState(cpu)->kicks_taken;  // counted by entry.S kick_entry
   sched_init_cpu();
   initialize_tlbstate();
   Checkpoint(abi::kCheckpointModelReady + 1);

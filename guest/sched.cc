@@ -8,7 +8,6 @@
 #include "guest/spinlock.h"
 #include "shared/x86.h"
 
-extern "C" void __switch_to_asm(uint64_t* prev_sp, uint64_t next_sp);
 extern "C" void ret_from_fork_asm();
 extern "C" [[noreturn]] void ret_from_fork();
 

@@ -33,6 +33,10 @@ void load_new_mm_cr3(int32_t prev, int32_t next, uint16_t asid, bool need_flush)
     pgd = Mm(prev)->pgd_pa;  // planted bug: init_mm "loaded", the old page table kept
   }
   WriteCr3(BuildCr3(pgd, asid, model.pcid, need_flush));
+  // The scenario step's result (guest/scenario.cc): every CR3 write of the CPU while it runs a
+  // step is the step's.
+  this_cpu()->step_result |=
+      need_flush ? abi::kStepCr3Load | abi::kStepCr3Flush : abi::kStepCr3Load;
   abi::MmCounters& c = counters();
   ++c.cr3_writes;
   if (need_flush) {

@@ -42,8 +42,8 @@ extern "C" void trap_dispatch(TrapFrame* f) {
   }
   switch (f->vector) {
     case activemm::x86::kVecInvalidOpcode:
-      // ud2 from ring 3 is the way back into the kernel (no SYSCALL on the CI hypervisor).
-      if (FromUser(*f) && HandleUserTrap(*f)) return;
+      // ud2 from ring 3, the way back into the kernel, never gets here: entry.S's ud_entry
+      // takes it. What does is a real invalid opcode, reported below.
       break;
     case activemm::x86::kVecPageFault:
       if (FromUser(*f) && HandleUserProbeFault(*f, ReadCr2())) return;

@@ -4,6 +4,9 @@
 
 #include <stdint.h>
 
+#include "guest/asm_offsets.h"
+#include "shared/x86.h"
+
 namespace activemm::guest {
 
 // The frame entry.S builds: registers pushed by trap_common, then the vector and error code,
@@ -18,9 +21,11 @@ static_assert(sizeof(TrapFrame) == 22 * 8);
 
 inline bool FromUser(const TrapFrame& f) { return (f.cs & 3) == 3; }
 
+static_assert(VEC_INVALID_OPCODE == x86::kVecInvalidOpcode);
+
 // Vectors of the guest's own interrupts.
 inline constexpr int kVecIpiTest = 0xf0;   // the self-test's IPI
-inline constexpr int kVecKick = 0xf1;      // wakes a CPU waiting for its next scenario step
+inline constexpr int kVecKick = VEC_KICK;  // wakes a CPU waiting for its next scenario step
 inline constexpr int kVecFlushTlb = 0xf2;  // a TLB shootdown request (CALL_FUNCTION_VECTOR)
 inline constexpr int kVecSpurious = 0xff;  // APIC spurious vector (no EOI, SDM 11.9)
 

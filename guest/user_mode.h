@@ -33,8 +33,10 @@ struct UserExit {
 // reported to the host as an unexpected exception.
 UserExit RunUser(const UserEntry& e);
 
-// Called by trap_dispatch for #UD from ring 3; false when it is not a request we know.
-bool HandleUserTrap(const TrapFrame& f);
+// What the CPU pushed for an exception without an error code (SDM 6.14.2).
+struct IretFrame {
+  uint64_t rip, cs, rflags, rsp, ss;
+};
 
 // Called by trap_dispatch for #PF from ring 3: true when it was one of user_burst's probes of a
 // page that must fault (the frame is then set to resume after the probe).

@@ -16,7 +16,7 @@
 
 namespace activemm::abi {
 
-// The switches measured, in the order the guest runs them.
+// What is measured: the floor first, then the switches, in this order.
 enum class CostCase : uint32_t {
   kCalibration = 0,       // an empty mark pair: the markers' own cost
   kUserToKernel = 1,      // user task -> kernel thread
@@ -24,8 +24,14 @@ enum class CostCase : uint32_t {
   kUserToUser = 3,        // user task -> user task of another process (another mm)
   kUserToUserSameMm = 4,  // user task -> another thread of its process
   kKernelToKernel = 5,    // kernel thread -> kernel thread
+  // The floor, measured before the switches: kFloorOps operations in a loop between two marks,
+  // minus the same loop doing nothing (kFloorEmpty), per operation.
+  kFloorEmpty = 6,
+  kBareCr3Write = 7,     // MOV to CR3 of the value loaded (a flushing reload without PCID)
+  kBareStackSwitch = 8,  // __switch_to_asm to another stack and back: two stack switches
 };
-inline constexpr uint32_t kNumCostCases = 6;
+inline constexpr uint32_t kNumCostCases = 9;
+inline constexpr uint32_t kFloorOps = 32;
 
 enum class MarkKind : uint32_t {
   kBegin = 1,  // the measurement starts once the host resumes the vCPU

@@ -276,8 +276,14 @@ struct ScenarioHeader {
   // Steps [0, steps_loaded) have been in the window (host -> guest, raised during the run at
   // each kRefill; see kProgramWindow).
   uint32_t steps_loaded;
+  // 1: every StepRecord gets the CPU's state afterwards and the step's TSC span (what a
+  // timeline is drawn from); 0: its result byte only, the rest left as it was. The result is
+  // all a replay scores and all a run reports; the rest costs about 25 ring-0 instructions a
+  // step, so the host asks for it only when a timeline is wanted.
+  uint32_t step_state;
+  uint32_t reserved;
 };
-static_assert(sizeof(ScenarioHeader) == 24);
+static_assert(sizeof(ScenarioHeader) == 32);
 
 // What a step did, written by the CPU that executed it (guest -> host). A replay scores its
 // run steps by them: the real kernel's CR3 loads are known per sched_switch.
@@ -287,8 +293,8 @@ enum StepResult : uint8_t {
   kStepCr3Flush = 4,  // ... and the load flushed the TLB (need_flush; no PCID kept it)
 };
 // What happened during one step, written by the CPU that executed it when it finished: its
-// result bits, its state afterwards, and what it did to other CPUs. The timeline is built
-// from these.
+// result bits, and with ScenarioHeader::step_state its state afterwards and what it did to
+// other CPUs. The timeline is built from these.
 struct StepRecord {
   uint64_t tsc_begin;
   uint64_t tsc_end;

@@ -227,6 +227,12 @@ const char* CostCaseName(abi::CostCase c) {
       return "user_to_user_same_mm";
     case abi::CostCase::kKernelToKernel:
       return "kernel_to_kernel";
+    case abi::CostCase::kFloorEmpty:
+      return "floor_empty_loop";
+    case abi::CostCase::kBareCr3Write:
+      return "bare_cr3_write";
+    case abi::CostCase::kBareStackSwitch:
+      return "bare_stack_switch";
   }
   return "?";
 }
@@ -245,6 +251,12 @@ const char* CostCaseTitle(abi::CostCase c) {
       return "user -> user, same mm";
     case abi::CostCase::kKernelToKernel:
       return "kernel -> kernel";
+    case abi::CostCase::kFloorEmpty:
+      return "empty floor loop";
+    case abi::CostCase::kBareCr3Write:
+      return "bare CR3 write";
+    case abi::CostCase::kBareStackSwitch:
+      return "bare stack switch";
   }
   return "?";
 }
@@ -324,6 +336,28 @@ absl::StatusOr<CostReport> RunCostBenchmark(const Kvm& kvm, const CostOptions& o
       report.cases.push_back(std::move(r));
     }
   }
+  // The floor: per operation, the loop of kFloorOps minus the empty loop's median.
+  for (abi::CostCase c : {abi::CostCase::kBareCr3Write, abi::CostCase::kBareStackSwitch}) {
+    const double per = abi::kFloorOps * (c == abi::CostCase::kBareStackSwitch ? 2.0 : 1.0);
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const std::vector<Sample>& empty = runs[i].marks->samples(abi::CostCase::kFloorEmpty);
+      const std::vector<Sample>& samples = runs[i].marks->samples(c);
+      CostFloorResult f;
+      f.which = c;
+      f.lazy = o.modes[i];
+      const int64_t empty_cycles = Summarize(Column(empty, &Sample::cycles, 0)).median;
+      f.cycles =
+          static_cast<double>(Summarize(Column(samples, &Sample::cycles, empty_cycles)).median) /
+          per;
+      if (report.have_instructions) {
+        const int64_t empty_insns = Summarize(Column(empty, &Sample::instructions, 0)).median;
+        const CostSummary insns = Summarize(Column(samples, &Sample::instructions, empty_insns));
+        f.instructions = static_cast<double>(insns.median) / per;
+        f.instructions_exact = insns.min == insns.max;
+      }
+      report.floor.push_back(f);
+    }
+  }
   return report;
 }
 
@@ -385,6 +419,20 @@ std::string FormatCostReport(const CostReport& r) {
                     b != 0 ? 100.0 * static_cast<double>(b - a) / static_cast<double>(b) : 0.0);
   }
   if (!saved.empty()) out += "\nlazy TLB on saves per switch (median, against off):\n" + saved;
+  if (!r.floor.empty()) {
+    out += fmt::format(
+        "\nthe floor, per operation ({} in a loop, minus the loop; a stack switch is half a "
+        "round trip):\n",
+        abi::kFloorOps);
+    for (const CostFloorResult& f : r.floor) {
+      out += fmt::format(
+          "  {:<22} {:>9} {:>14} {:>14}\n", CostCaseTitle(f.which), LazyModeName(f.lazy),
+          r.have_instructions
+              ? fmt::format("{:.1f} instr{}", f.instructions, f.instructions_exact ? " exact" : "")
+              : std::string("-"),
+          fmt::format("{:.0f} cycles", f.cycles));
+    }
+  }
   return out;
 }
 
@@ -423,6 +471,18 @@ nlohmann::json CostReportJson(const CostReport& r) {
     cases.push_back(std::move(x));
   }
   j["cases"] = cases;
+  nlohmann::json floor = nlohmann::json::array();
+  for (const CostFloorResult& f : r.floor) {
+    floor.push_back({{"case", CostCaseName(f.which)},
+                     {"title", CostCaseTitle(f.which)},
+                     {"lazy_tlb", LazyModeName(f.lazy)},
+                     {"ops_per_loop", abi::kFloorOps},
+                     {"cycles", f.cycles},
+                     {"instructions", r.have_instructions ? nlohmann::json(f.instructions)
+                                                          : nlohmann::json(nullptr)},
+                     {"instructions_exact", f.instructions_exact}});
+  }
+  j["floor"] = floor;
   return j;
 }
 

@@ -52,6 +52,16 @@ struct CostCaseResult {
   int64_t cr3_writes = 0;           // per switch (the median; the guest's own count)
 };
 
+// The floor in one mode: a bare CR3 write and a bare stack switch, per operation (loops of
+// abi::kFloorOps minus the empty loop; a stack switch is half of a round trip).
+struct CostFloorResult {
+  abi::CostCase which = abi::CostCase::kBareCr3Write;
+  abi::LazyMode lazy = abi::LazyMode::kOn;
+  double cycles = 0;        // median over the iterations
+  double instructions = 0;  // median; 0 when the host cannot count them
+  bool instructions_exact = false;
+};
+
 struct CostMarkerOverhead {
   abi::LazyMode lazy = abi::LazyMode::kOn;
   int64_t cycles = 0;        // median of the empty mark pairs
@@ -68,6 +78,7 @@ struct CostReport {
   std::vector<CostMarkerOverhead> overhead;  // per mode
   // Case by case, each in every mode of CostOptions::modes, in that order.
   std::vector<CostCaseResult> cases;
+  std::vector<CostFloorResult> floor;  // each floor operation in every mode
   // How the guest runs ended: the first that did not complete, else completed.
   Outcome outcome = Outcome::kCompleted;
   std::string failure;  // the run's report when it did not complete

@@ -50,14 +50,17 @@ absl::StatusOr<GuestImage> GuestImage::Parse(absl::Span<const uint8_t> bytes,
   }
   img.bytes_ = bytes;
   for (absl::string_view line : absl::StrSplit(symbols, '\n', absl::SkipEmpty())) {
-    // "ffffffff80200030 T _start"
-    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    // "ffffffff80200030 T _start", with `nm -l` then a tab and "guest/entry.S:22".
+    std::pair<absl::string_view, absl::string_view> at = absl::StrSplit(line, '\t');
+    std::vector<absl::string_view> f = absl::StrSplit(at.first, absl::MaxSplits(' ', 2));
     uint64_t va;
     if (f.size() != 3 || !absl::SimpleHexAtoi(f[0], &va)) continue;
     if (f[2] == "__user_text_start") img.user_text_start_ = va;
     if (f[2] == "__user_text_end") img.user_text_end_ = va;
     if (f[1] != "T" && f[1] != "t" && f[1] != "W" && f[1] != "w") continue;  // code only
-    img.symbols_.push_back({va, std::string(f[2])});
+    absl::string_view file = at.second.substr(0, at.second.rfind(':'));
+    file = file.substr(file.rfind('/') + 1);  // npos + 1 == 0: no folder
+    img.symbols_.push_back({va, std::string(f[2]), std::string(file)});
   }
   // Linker-script markers ("__user_text_start") share addresses with functions; order them
   // first among equals so that Symbolize, which takes the last candidate, names the function.
@@ -67,12 +70,16 @@ absl::StatusOr<GuestImage> GuestImage::Parse(absl::Span<const uint8_t> bytes,
   return img;
 }
 
-std::string GuestImage::Symbolize(uint64_t va) const {
+const GuestImage::Symbol* GuestImage::SymbolAt(uint64_t va) const {
   auto it = std::upper_bound(symbols_.begin(), symbols_.end(), va,
                              [](uint64_t v, const Symbol& s) { return v < s.va; });
-  if (it == symbols_.begin() || va >= header_.end_va) return "";
-  --it;
-  return absl::StrFormat("%s+%#x", it->name, va - it->va);
+  if (it == symbols_.begin() || va >= header_.end_va) return nullptr;
+  return &*--it;
+}
+
+std::string GuestImage::Symbolize(uint64_t va) const {
+  const Symbol* s = SymbolAt(va);
+  return s == nullptr ? "" : absl::StrFormat("%s+%#x", s->name, va - s->va);
 }
 
 uint64_t GuestImage::UserTextAlias(uint64_t user_va) const {

@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -16,6 +17,7 @@ namespace {
 // few dozen bytes (KVM_STATS_NAME_SIZE is 48); anything far beyond is a corrupt file.
 constexpr uint32_t kMaxDescriptors = 65536;
 constexpr uint32_t kMaxNameSize = 4096;
+constexpr uint64_t kMaxValueBytes = 1 << 20;
 
 absl::Status ReadAt(int fd, void* buf, size_t n, uint64_t offset, const char* what) {
   const ssize_t got = pread(fd, buf, n, static_cast<off_t>(offset));
@@ -30,6 +32,11 @@ absl::Status ReadAt(int fd, void* buf, size_t n, uint64_t offset, const char* wh
   return absl::OkStatus();
 }
 
+// A counter that only grows (KVM_STATS_TYPE_CUMULATIVE), one value: what a delta means.
+bool IsCumulativeScalar(const KvmStats::Stat& s) {
+  return (s.flags & KVM_STATS_TYPE_MASK) == KVM_STATS_TYPE_CUMULATIVE && s.size == 1;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KvmStats>> KvmStats::Open(const Kvm& kvm, int owner_fd) {
@@ -37,7 +44,15 @@ absl::StatusOr<std::unique_ptr<KvmStats>> KvmStats::Open(const Kvm& kvm, int own
     return absl::UnimplementedError(
         "this KVM has no binary statistics (KVM_CAP_BINARY_STATS_FD, Linux 5.14 or later)");
   }
+  return Open(owner_fd);
+}
+
+absl::StatusOr<std::unique_ptr<KvmStats>> KvmStats::Open(int owner_fd) {
   const int fd = ioctl(owner_fd, KVM_GET_STATS_FD, nullptr);
+  if (fd < 0 && (errno == ENOTTY || errno == EINVAL)) {
+    return absl::UnimplementedError(
+        "this KVM has no binary statistics (KVM_GET_STATS_FD, Linux 5.14 or later)");
+  }
   if (fd < 0) {
     return absl::InternalError(
         absl::StrFormat("KVM_GET_STATS_FD failed: %s", std::strerror(errno)));
@@ -92,6 +107,32 @@ absl::StatusOr<uint64_t> KvmStats::Read(const Stat& stat) const {
     return s;
   }
   return v;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> KvmStats::ReadCumulative() const {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const Stat& s : stats_) {
+    if (!IsCumulativeScalar(s)) continue;
+    lo = std::min(lo, s.offset);
+    hi = std::max(hi, s.offset + sizeof(uint64_t));
+  }
+  std::vector<std::pair<std::string, uint64_t>> out;
+  if (lo >= hi) return out;
+  // The descriptors came from the file and are not trusted: the span is bounded like them.
+  if (hi - lo > kMaxValueBytes) {
+    return absl::DataLossError(absl::StrFormat("KVM statistics values span %d bytes", hi - lo));
+  }
+  std::vector<uint8_t> values(hi - lo);
+  if (absl::Status s = ReadAt(fd_.get(), values.data(), values.size(), lo, "values"); !s.ok()) {
+    return s;
+  }
+  for (const Stat& s : stats_) {
+    if (!IsCumulativeScalar(s)) continue;
+    uint64_t v;
+    std::memcpy(&v, values.data() + (s.offset - lo), sizeof v);
+    out.emplace_back(s.name, v);
+  }
+  return out;
 }
 
 }  // namespace activemm

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,8 @@ class KvmStats {
   // KVM_GET_STATS_FD on `owner_fd` (a VM or vCPU fd). kUnimplemented when this KVM has no
   // KVM_CAP_BINARY_STATS_FD (Linux before 5.14).
   static absl::StatusOr<std::unique_ptr<KvmStats>> Open(const Kvm& kvm, int owner_fd);
+  // The same without a Kvm at hand: kUnimplemented when the ioctl is unknown (ENOTTY, EINVAL).
+  static absl::StatusOr<std::unique_ptr<KvmStats>> Open(int owner_fd);
   // Parses a stats file already open (what Open gets from KVM).
   static absl::StatusOr<std::unique_ptr<KvmStats>> FromFd(UniqueFd fd);
 
@@ -49,6 +52,9 @@ class KvmStats {
   absl::StatusOr<Stat> Find(std::string_view name) const;
   // Its current (first) value.
   absl::StatusOr<uint64_t> Read(const Stat& stat) const;
+  // Every cumulative single-valued statistic (exits, io_exits, halt_exits, insn_emulation, ...)
+  // at once, in descriptor order, with one pread of the values.
+  absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> ReadCumulative() const;
 
  private:
   explicit KvmStats(UniqueFd fd) : fd_(std::move(fd)) {}

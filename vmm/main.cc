@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -443,6 +444,16 @@ const CommandLine& Grammar() {
          .help = "seconds without guest progress before the watchdog stops the run, at most "
                  "3600",
          .expected = "seconds in (0, 3600]"},
+        {.name = "profile",
+         .kind = FlagKind::kInt,
+         .value_name = "HZ",
+         .commands = {"run", "stress", "replay"},
+         .default_value = "0",
+         .default_text = "off",
+         .help = "sample where each vCPU is HZ times a second and report the shares: modeled "
+                 "kernel, step loop, interrupts, ring 3, halted, host (docs/bench.md)",
+         .min = 0,
+         .max = 10000},
         {.name = "verbose",
          .kind = FlagKind::kBool,
          .commands = guest,
@@ -782,10 +793,15 @@ int ReplayCommand(const ParsedCommandLine& cl) {
     return InputError(e);
   }
   o.run.lazy = LazyModeFlag(cl, abi::LazyMode::kOn);
+  o.run.profile_hz = static_cast<int>(cl.Int("profile"));
+  o.run.record_step_state = !cl.String("timeline").empty();
   o.plan.verify_every_step = cl.String("verify") == "every-step";
   const int explain = static_cast<int>(cl.Int("explain"));
+  const auto parse_start = std::chrono::steady_clock::now();
   absl::StatusOr<TraceDir> dir = LoadTraceDir(dir_path);
   if (!dir.ok()) return InputError(std::string(dir.status().message()));
+  const double parse_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - parse_start).count();
 
   absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &o.run);
   if (!kvm.ok()) {
@@ -801,6 +817,7 @@ int ReplayCommand(const ParsedCommandLine& cl) {
     return r.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitHostError;
   }
   r->traced_machine = traced_machine;
+  r->parse_seconds = parse_seconds;
   const bool ok = r->report.ok();
   const KvmHost host = ProbeKvmHost(**kvm);
   fmt::print(ok ? stdout : stderr, "{}host: {}\n", FormatReplay(*dir, *r), host.Summary());
@@ -833,6 +850,8 @@ int ScenarioCommand(const ParsedCommandLine& cl) {
   ScenarioRunOptions ro;
   if (std::string e = ParseModelFlags(cl, &ro); !e.empty()) return UsageError(cl, e);
   if (std::string e = CheckOutputFiles(cl, {"json", "timeline"}); !e.empty()) return InputError(e);
+  ro.record_step_state = !cl.String("timeline").empty();
+  if (!compare) ro.profile_hz = static_cast<int>(cl.Int("profile"));
 
   absl::StatusOr<std::string> text;
   CompileOptions co;

@@ -112,10 +112,12 @@ ReplayScore Score(const std::vector<SwitchOutcome>& outcomes) {
 absl::StatusOr<ReplayResult> RunReplay(const Kvm& kvm, const TraceDir& dir,
                                        const ReplayOptions& options) {
   ReplayResult r;
+  const auto plan_start = std::chrono::steady_clock::now();
   absl::StatusOr<ReplayPlan> plan = PlanReplay(dir, options.plan);
   if (!plan.ok()) return plan.status();
   r.plan = *std::move(plan);
   const auto start = std::chrono::steady_clock::now();
+  r.plan_seconds = std::chrono::duration<double>(start - plan_start).count();
   absl::StatusOr<ScenarioReport> report = RunScenarioOnKvm(kvm, r.plan.scenario, options.run);
   if (!report.ok()) return report.status();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -261,6 +263,7 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
     absl::StrAppendFormat(&out, "  violation [%s] %s\n", v.rule, v.message);
   }
   if (rep.shadow_interrupts != 0) out += ShadowInterruptsNote(rep.shadow_interrupts);
+  if (rep.run.profile.hz > 0) absl::StrAppend(&out, FormatProfile(rep.run.profile), "\n");
   // A run that stopped early says why (the watchdog's report names where each vCPU was): the
   // score below covers only the steps before it.
   if (rep.run.outcome != Outcome::kCompleted &&
@@ -426,7 +429,21 @@ std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost
                 {"cr3_writes", r.report.totals.cr3_writes},
                 {"cr3_writes_flush", r.report.totals.cr3_writes_flush},
                 {"ipis_sent", r.report.totals.ipis_sent},
-                {"context_switches", r.report.totals.context_switches}};
+                {"context_switches", r.report.totals.context_switches},
+                {"kvm", r.report.run.kvm_stats}};
+  // What the replay cost against what it replays: the traced span (first to last event) and
+  // the host's own phases.
+  int64_t first_ns = 0, last_ns = 0;
+  for (const TraceEvent& e : dir.trace.events) {
+    if (e.timestamp_ns <= 0) continue;  // lost-event markers carry none
+    if (first_ns == 0 || e.timestamp_ns < first_ns) first_ns = e.timestamp_ns;
+    last_ns = std::max(last_ns, e.timestamp_ns);
+  }
+  j["phases"] = {{"traced_seconds", static_cast<double>(last_ns - first_ns) * 1e-9},
+                 {"parse_seconds", r.parse_seconds},
+                 {"plan_seconds", r.plan_seconds},
+                 {"guest_seconds", r.seconds}};
+  if (r.report.run.profile.hz > 0) j["guest"]["profile"] = ProfileJson(r.report.run.profile);
   // The folder's path and kernel.txt's release are any bytes, maybe not UTF-8 (see
   // TimelineJson): a bad sequence is written as U+FFFD instead of throwing.
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

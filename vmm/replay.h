@@ -61,6 +61,8 @@ struct ReplayResult {
   std::vector<SwitchOutcome> outcomes;  // parallel to plan.switches
   ReplayScore score;
   double seconds = 0;  // wall time of the guest run
+  double parse_seconds = 0;  // reading and parsing the folder (set by the caller who loaded it)
+  double plan_seconds = 0;   // PlanReplay
   // How the traced kernel's PCID use and lazy-TLB flavour were decided: by a flag, by the
   // folder's machine.txt, or assumed (said so, for a folder without one).
   std::string traced_machine;

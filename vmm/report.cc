@@ -101,6 +101,7 @@ std::string FormatRunReport(const ScenarioReport& r, const KvmHost& host) {
   out += CounterTable(r);
   out += fmt::format("steps: {}/{} executed in {:.2f} s\n", r.steps_done, r.steps_total,
                      r.run.seconds);
+  if (r.run.profile.hz > 0) out += FormatProfile(r.run.profile) + "\n";
   if (!r.mms.empty()) {
     // Live mms by name; freed ones only counted (a stress run frees thousands).
     constexpr size_t kMaxListed = 12;
@@ -266,7 +267,9 @@ nlohmann::json RunJson(const ScenarioReport& r) {
               {"seconds", r.run.seconds},
               {"steps_done", r.steps_done},
               {"steps_total", r.steps_total},
-              {"interrupts_in_sti_shadow", r.shadow_interrupts}};
+              {"interrupts_in_sti_shadow", r.shadow_interrupts},
+              {"kvm", r.run.kvm_stats}};
+  if (r.run.profile.hz > 0) j["run"]["profile"] = ProfileJson(r.run.profile);
   j["ok"] = r.ok();
   return j;
 }

@@ -14,6 +14,7 @@
 #include "shared/x86.h"
 #include "vmm/guest_report.h"
 #include "vmm/interrupt.h"
+#include "vmm/kvm_stats.h"
 
 namespace activemm {
 namespace {
@@ -67,7 +68,16 @@ Runner::Runner(Vm& vm, RunOptions options)
       at_checkpoint_(n_, false),
       pause_sregs_(n_),
       pause_present_(n_, false),
-      hello_seen_(n_, false) {}
+      hello_seen_(n_, false),
+      where_(new std::atomic<uint8_t>[n_]),
+      sample_due_(new std::atomic<bool>[n_]),
+      profiles_(n_),
+      host_samples_(n_, 0) {
+  for (int i = 0; i < n_; ++i) {
+    where_[i] = kInHost;
+    sample_due_[i] = false;
+  }
+}
 
 RunResult Runner::Run() {
   InstallKickHandler();
@@ -80,6 +90,7 @@ RunResult Runner::Run() {
     last_progress_ = start;
     threads_.reserve(n_);
     for (int i = 0; i < n_; ++i) threads_.emplace_back([this, i] { VcpuLoop(i); });
+    if (options_.profile_hz > 0) sampler_ = std::thread([this] { SampleLoop(); });
   }
 
   {
@@ -109,10 +120,20 @@ RunResult Runner::Run() {
       }
     }
   }
+  // The sampler first: it signals vCPU threads, which must not be joined (gone) meanwhile.
+  sampler_stop_ = true;
+  if (sampler_.joinable()) sampler_.join();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
 
   std::lock_guard<std::mutex> l(mu_);
+  if (options_.profile_hz > 0) {
+    result_.profile.hz = options_.profile_hz;
+    for (int i = 0; i < n_; ++i) {
+      result_.profile.Merge(profiles_[i]);
+      for (uint64_t k = 0; k < host_samples_[i]; ++k) result_.profile.AddHost();
+    }
+  }
   if (result_.outcome == Outcome::kWatchdog) result_.report = WatchdogReport();
   if (log_dropped_ > 0) {
     result_.log.push_back(absl::StrFormat("(%d more guest log lines dropped: the host keeps %d)",
@@ -169,25 +190,51 @@ std::string Runner::WatchdogReport() {
 
 void Runner::VcpuLoop(int cpu) {
   Vcpu& vcpu = vm_.vcpu(cpu);
+  // The vCPU's statistics before and after its run (a delta: KVM_RUN calls before this run, the
+  // boot's register setup, count too); no statistics is no error, only nothing to report.
+  absl::StatusOr<std::unique_ptr<KvmStats>> stats = KvmStats::Open(vcpu.fd());
+  absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> stats_before =
+      stats.ok() ? (*stats)->ReadCumulative() : stats.status();
   for (;;) {
     if (stop_.load()) break;
+    where_[cpu].store(kInGuest, std::memory_order_relaxed);
     absl::StatusOr<uint32_t> reason = vcpu.Run();
+    where_[cpu].store(kInHost, std::memory_order_relaxed);
     if (!reason.ok()) {
       Fail(Outcome::kHostError, cpu, std::string(reason.status().message()));
       break;
     }
-    if (*reason == KVM_EXIT_INTR) {  // kicked: stopping, or pausing for a verification
+    // Kicked by the sampler: where the vCPU was. The kick may also have come from a pause or a
+    // stop (the same signal), so the check below still runs.
+    if (sample_due_[cpu].exchange(false, std::memory_order_relaxed)) {
+      if (*reason == KVM_EXIT_INTR) {
+        TakeSample(cpu);
+      } else {
+        ++profiles_[cpu].samples;  // the signal came while this thread was in the host
+        ++profiles_[cpu].buckets[static_cast<int>(ProfileBucket::kHost)];
+      }
+    }
+    if (*reason == KVM_EXIT_INTR) {  // kicked: stopping, pausing for a verification, a sample
       if (!ParkIfPaused(cpu)) break;
       continue;
     }
     if (!HandleExit(cpu, *reason)) break;
   }
+  where_[cpu].store(kGone, std::memory_order_relaxed);
   // Record where this vCPU stopped, from its own thread, while nothing else runs it.
   absl::StatusOr<kvm_regs> regs = vcpu.GetRegs();
   absl::StatusOr<kvm_sregs> sregs = vcpu.GetSregs();
   absl::StatusOr<uint32_t> mp = vcpu.GetMpState();
   absl::StatusOr<kvm_lapic_state> lapic = vcpu.GetLapic();
+  absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> stats_after =
+      stats_before.ok() ? (*stats)->ReadCumulative() : stats_before.status();
   std::lock_guard<std::mutex> l(mu_);
+  if (stats_after.ok() && stats_after->size() == stats_before->size()) {
+    for (size_t i = 0; i < stats_after->size(); ++i) {
+      result_.kvm_stats[(*stats_after)[i].first] +=
+          (*stats_after)[i].second - (*stats_before)[i].second;
+    }
+  }
   VcpuFinalState& s = state_[cpu];
   if (regs.ok() && sregs.ok()) {
     s.have_regs = true;
@@ -198,6 +245,33 @@ void Runner::VcpuLoop(int cpu) {
   if (lapic.ok()) s.lapic = DescribeLapic(*lapic);
   ++exited_;
   cv_.notify_all();
+}
+
+void Runner::SampleLoop() {
+  const auto period = std::chrono::nanoseconds(1'000'000'000 / options_.profile_hz);
+  auto next = Clock::now() + period;
+  while (!sampler_stop_.load()) {
+    std::this_thread::sleep_until(next);
+    next += period;
+    for (int i = 0; i < n_; ++i) {
+      const uint8_t where = where_[i].load(std::memory_order_relaxed);
+      if (where == kGone) continue;
+      if (where == kInHost) {
+        ++host_samples_[i];  // handling an exit, or parked for a verification
+        continue;
+      }
+      // A sample not taken yet (the vCPU was slow to leave the guest) is not asked twice.
+      if (sample_due_[i].exchange(true, std::memory_order_relaxed)) continue;
+      pthread_kill(threads_[i].native_handle(), kKickSignal);
+    }
+  }
+}
+
+void Runner::TakeSample(int cpu) {
+  Vcpu& vcpu = vm_.vcpu(cpu);
+  absl::StatusOr<kvm_regs> regs = vcpu.GetRegs();
+  absl::StatusOr<kvm_sregs> sregs = vcpu.GetSregs();
+  if (regs.ok() && sregs.ok()) profiles_[cpu].AddGuest(vm_.image(), *regs, *sregs);
 }
 
 bool Runner::ParkIfPaused(int cpu) {

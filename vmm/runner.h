@@ -12,6 +12,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -20,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "vmm/guest_profile.h"
 #include "vmm/vm.h"
 
 namespace activemm {
@@ -95,6 +98,8 @@ struct RunOptions {
   // May be empty: what the program waits for, for the watchdog's report ("step 6650 of 7180,
   // a switch on CPU 1"), read from guest memory like `progress`.
   std::function<std::string()> describe_wait;
+  // Samples per second and vCPU of where the vCPU is (vmm/guest_profile.h); 0: none.
+  int profile_hz = 0;
 };
 
 struct VcpuFinalState {
@@ -116,6 +121,10 @@ struct RunResult {
   std::vector<std::string> log;  // guest log lines, "cpu N: text"
   uint64_t checkpoints_passed = 0;
   double seconds = 0;
+  // KVM's cumulative vCPU statistics (exits, io_exits, halt_exits, insn_emulation, ...), what
+  // the run added to each, summed over the vCPUs; empty where KVM has no binary statistics.
+  std::map<std::string, uint64_t> kvm_stats;
+  GuestProfile profile;  // with RunOptions::profile_hz
 };
 
 class Runner {
@@ -130,6 +139,10 @@ class Runner {
   using Clock = std::chrono::steady_clock;
 
   void VcpuLoop(int cpu);
+  // Profiling: every 1/profile_hz s, samples each vCPU (a kick out of KVM_RUN, or a host
+  // sample when its thread is not in KVM_RUN) until sampler_stop_.
+  void SampleLoop();
+  void TakeSample(int cpu);
   // Returns false when the vCPU must leave its loop.
   bool HandleExit(int cpu, uint32_t reason);
   bool HandleHypercall(int cpu, uint32_t nr);
@@ -184,6 +197,17 @@ class Runner {
   uint64_t checkpoint_high_ = 0;
   bool checkpoint_released_ = false;
   uint64_t log_dropped_ = 0;
+  // Profiling (RunOptions::profile_hz). where_[i]: vCPU i's thread is in (or about to enter)
+  // KVM_RUN, in the host, or out of its loop (kInGuest, kInHost, kGone); sample_due_[i]: the
+  // sampler kicked it and wants its position. Each profile_[i] is written by vCPU i's thread only,
+  // host_samples_ by the sampler only; merged after the join.
+  enum Where : uint8_t { kInHost, kInGuest, kGone };
+  std::unique_ptr<std::atomic<uint8_t>[]> where_;
+  std::unique_ptr<std::atomic<bool>[]> sample_due_;
+  std::vector<GuestProfile> profiles_;
+  std::vector<uint64_t> host_samples_;
+  std::thread sampler_;
+  std::atomic<bool> sampler_stop_{false};
 };
 
 }  // namespace activemm

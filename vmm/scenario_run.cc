@@ -24,6 +24,7 @@ absl::StatusOr<abi::StepLoopCpu> ReadStepLoopCpu(const GuestMemory& mem, int cpu
 abi::ScenarioHeader ProgramConfig(const ScenarioRunOptions& o) {
   abi::ScenarioHeader h{};
   h.lazy_mode = static_cast<uint32_t>(o.lazy);
+  h.step_state = o.record_step_state ? 1 : 0;
   h.pcid_mode = static_cast<uint32_t>(o.pcid);
   h.num_asids = o.asids;
   h.bug = static_cast<uint32_t>(o.bug);
@@ -130,6 +131,7 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   std::unique_ptr<MmVerifier> verifier;
   RunOptions ro;
   ro.timeout = o.timeout;
+  ro.profile_hz = o.profile_hz;
   ro.verbose = o.verbose;
   ro.on_refill = [&program](uint64_t done) { return program.Refill(done); };
   ro.on_checkpoint = [&](const CheckpointView& v) -> absl::Status {

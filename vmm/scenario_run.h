@@ -28,6 +28,10 @@ struct ScenarioRunOptions {
   // Non-empty: while the guest runs, a progress line "LABEL: step N/M" is kept up to date on
   // stderr (for terminals; main() leaves it empty in CI and when stderr is not a terminal).
   std::string progress_label;
+  int profile_hz = 0;  // RunOptions::profile_hz
+  // Each step's record also gets the CPU's state and TSC span (abi::ScenarioHeader::step_state):
+  // what a timeline needs, and only a timeline.
+  bool record_step_state = false;
 };
 
 struct MmReport {
@@ -56,7 +60,9 @@ struct ScenarioReport {
   RunResult run;  // how the guest run ended
   int steps_done = 0;
   int steps_total = 0;
-  std::vector<abi::StepRecord> step_records;  // per program step (all zero: not executed)
+  // Per program step (all zero: not executed); beyond `result`, zero unless
+  // ScenarioRunOptions::record_step_state.
+  std::vector<abi::StepRecord> step_records;
   uint64_t tsc_khz = 0;                       // the guest TSC's rate (0: unknown)
   // Interrupts the guest took inside STI's shadow, resumed after the HLT (abi::StepLoopCpu):
   // a quirk of the host's emulation (docs/hosts.md), 0 on hardware.

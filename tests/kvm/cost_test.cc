@@ -74,7 +74,23 @@ TEST_F(CostTest, EveryCaseIsMeasuredInBothModes) {
   EXPECT_THAT(table, HasSubstr("user -> kernel thread"));
   EXPECT_THAT(table, HasSubstr("kernel thread -> user"));
   EXPECT_THAT(table, HasSubstr("kernel -> kernel"));
+  // The floor: a bare CR3 write and a bare stack switch, per mode. A stack switch is a dozen and
+  // more instructions (__switch_to_asm's pushes, pops and ret, and its call); a CR3 write one.
+  ASSERT_EQ(r.floor.size(), 4u);
+  for (const CostFloorResult& f : r.floor) {
+    EXPECT_GT(f.cycles, 0) << CostCaseName(f.which);
+    if (!r.have_instructions) continue;
+    EXPECT_TRUE(f.instructions_exact) << CostCaseName(f.which);
+    if (f.which == abi::CostCase::kBareStackSwitch) {
+      EXPECT_GE(f.instructions, 15) << CostCaseName(f.which);
+    } else {
+      EXPECT_GT(f.instructions, 0.5) << CostCaseName(f.which);
+      EXPECT_LE(f.instructions, 1.0) << CostCaseName(f.which);
+    }
+  }
+  EXPECT_THAT(table, HasSubstr("bare stack switch"));
   const nlohmann::json j = CostReportJson(r);
+  EXPECT_EQ(j["floor"].size(), 4u);
   EXPECT_EQ(j["cases"].size(), 10u);
   EXPECT_EQ(j["cases"][0]["cycles"]["per_iteration"].size(), size_t{kIterations});
 }
@@ -202,6 +218,30 @@ TEST(CostStatsParseTest, ReadsTheCLayoutOfDescriptors) {
   absl::StatusOr<uint64_t> v = (*stats)->Read(*insn);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(*v, 1001u);
+}
+
+TEST(CostStatsParseTest, ReadCumulativeTakesTheCountersOnly) {
+  std::vector<uint8_t> f = FakeStatsFile(2, 16);
+  absl::StatusOr<std::unique_ptr<KvmStats>> stats = KvmStats::FromFd(MemFile(f));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  absl::StatusOr<std::vector<std::pair<std::string, uint64_t>>> all = (*stats)->ReadCumulative();
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(*all, (std::vector<std::pair<std::string, uint64_t>>{{"exits", 1000},
+                                                                 {"insn_emulation", 1001}}));
+  // insn_emulation made an instant value (KVM_STATS_TYPE_INSTANT): a delta of it means
+  // nothing, so it is left out.
+  kvm_stats_header h;
+  std::memcpy(&h, f.data(), sizeof h);
+  KvmStatsDescHeader d;
+  uint8_t* second = f.data() + h.desc_offset + sizeof(KvmStatsDescHeader) + 16;
+  std::memcpy(&d, second, sizeof d);
+  d.flags = KVM_STATS_TYPE_INSTANT;
+  std::memcpy(second, &d, sizeof d);
+  stats = KvmStats::FromFd(MemFile(f));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  all = (*stats)->ReadCumulative();
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(*all, (std::vector<std::pair<std::string, uint64_t>>{{"exits", 1000}}));
 }
 
 TEST(CostStatsParseTest, ImplausibleHeadersAndShortFilesAreDataLoss) {

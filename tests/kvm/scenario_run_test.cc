@@ -82,6 +82,57 @@ TEST_F(ScenarioRunTest, BorrowingInBothModesWithExactCounters) {
   EXPECT_EQ(off->totals.lazy_grabs, 0u);
 }
 
+// --profile: sampling where each vCPU is takes it out of the guest now and then; the run's
+// decisions and counters stay exactly those of the run without it. KVM's statistics come back
+// with every run where KVM has binary statistics (Linux 5.14 on: every host this project has).
+TEST_F(ScenarioRunTest, AProfiledRunDecidesTheSameAndAccountsForEverySample) {
+  Scenario sc = Compile(kBorrow, /*every_step=*/true);
+  ScenarioRunOptions o = Options(abi::LazyMode::kOn);
+  o.profile_hz = 10000;
+  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(kvm(), sc, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->run.report;
+  EXPECT_EQ(r->checks_passed, 3);
+  EXPECT_EQ(r->totals.context_switches, 4u);
+  EXPECT_EQ(r->totals.cr3_writes, 2u);
+  EXPECT_EQ(r->totals.lazy_grabs, 2u);
+
+  const GuestProfile& p = r->run.profile;
+  EXPECT_EQ(p.hz, 10000);
+  EXPECT_GT(p.samples, 0u);  // the run boots a VM: milliseconds, so a few dozen samples
+  uint64_t in_buckets = 0, in_functions = 0;
+  for (uint64_t n : p.buckets) in_buckets += n;
+  for (const auto& [name, n] : p.functions) in_functions += n;
+  EXPECT_EQ(in_buckets, p.samples);
+  // Every sample in the guest kernel names its function; ring 3 and the host name none.
+  EXPECT_EQ(in_functions + p.buckets[static_cast<int>(ProfileBucket::kUser)] +
+                p.buckets[static_cast<int>(ProfileBucket::kHost)],
+            p.samples);
+  EXPECT_THAT(FormatProfile(p), HasSubstr("samples at 10000 Hz per vCPU"));
+
+  ASSERT_FALSE(r->run.kvm_stats.empty());
+  EXPECT_GT(r->run.kvm_stats.at("exits"), 0u);  // every hypercall is one (io_exits is 0 on
+                                                // kvm_pvm, which counts them elsewhere)
+
+  // Without a timeline the records hold the result bits only (abi::ScenarioHeader::step_state).
+  ASSERT_EQ(r->step_records.size(), sc.program.size());
+  for (size_t i = 0; i < sc.program.size(); ++i) {
+    if (sc.program[i].op != static_cast<uint32_t>(abi::StepOp::kRun)) continue;
+    EXPECT_TRUE(r->step_records[i].result & abi::kStepExecuted) << "step " << i;
+    EXPECT_EQ(r->step_records[i].tsc_begin, 0u) << "step " << i;
+    EXPECT_EQ(r->step_records[i].curr, 0) << "step " << i;
+  }
+
+  // Without --profile: no samples, the same decisions.
+  absl::StatusOr<ScenarioReport> plain = RunScenarioOnKvm(kvm(), sc, Options(abi::LazyMode::kOn));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->run.profile.hz, 0);
+  EXPECT_EQ(plain->run.profile.samples, 0u);
+  EXPECT_EQ(FormatProfile(plain->run.profile), "");
+  EXPECT_EQ(plain->totals.cr3_writes, r->totals.cr3_writes);
+  EXPECT_EQ(plain->totals.cr3_writes_noflush, r->totals.cr3_writes_noflush);
+}
+
 TEST_F(ScenarioRunTest, AFailedExpectationIsReportedNotHidden) {
   std::string json = kBorrow;
   json.replace(json.find("\"mm_count\": 2"), 13, "\"mm_count\": 3");
@@ -202,7 +253,9 @@ TEST_F(ScenarioRunTest, AProgramLongerThanTheWindowStreamsThroughIt) {
                                         absl::StrJoin(steps, ",")),
                         /*every_step=*/false);
   ASSERT_GT(sc.program.size(), 2u * abi::kProgramWindow);
-  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(kvm(), sc, Options(abi::LazyMode::kOn));
+  ScenarioRunOptions o = Options(abi::LazyMode::kOn);
+  o.record_step_state = true;  // the records' curr is checked below
+  absl::StatusOr<ScenarioReport> r = RunScenarioOnKvm(kvm(), sc, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->ok()) << r->run.report;
   EXPECT_EQ(r->steps_done, static_cast<int>(sc.program.size()));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/abi.h"
+#include "vmm/guest_profile.h"
 
 namespace activemm {
 namespace {
@@ -42,6 +44,68 @@ TEST(EmbeddedGuestImageTest, HeaderMatchesTheAbi) {
   EXPECT_GT(img->end_pa(), h.load_pa);
   EXPECT_EQ(img->end_pa(), h.end_va - h.link_va + h.load_pa);
   EXPECT_LE(img->end_pa() + abi::kBootScratchBytes, abi::kMinMemBytes);
+}
+
+// The listing comes from `nm -l`: each function knows its source file, which is how a profile
+// sorts the guest's time (vmm/guest_profile.h). Every function a scenario's steps run falls in
+// a bucket that names what it is for: a new function lands in "other guest code" only in the
+// files no scenario runs.
+TEST(EmbeddedGuestImageTest, EveryStepFunctionHasASourceFileAndABucket) {
+  absl::StatusOr<GuestImage> img = GuestImage::Embedded();
+  ASSERT_TRUE(img.ok()) << img.status();
+  int with_file = 0;
+  for (const GuestImage::Symbol& s : img->symbols()) {
+    if (!s.file.empty()) ++with_file;
+    const ProfileBucket b = ClassifyGuestCode(&s);
+    const bool not_a_step = s.file == "main.cc" || s.file == "selftest.cc" || s.file == "cost.cc" ||
+                            s.file == "format.cc" || s.file == "descriptors.cc" ||
+                            s.file == "hostile.cc" || s.file == "user_text.S" || s.name == "_start";
+    EXPECT_EQ(b == ProfileBucket::kOther, not_a_step) << s.name << " (" << s.file << ")";
+  }
+  EXPECT_GT(with_file, 100);
+  auto bucket_of = [&](uint64_t va) { return ClassifyGuestCode(img->SymbolAt(va)); };
+  auto va_of = [&](const std::string& prefix) -> uint64_t {
+    for (const GuestImage::Symbol& s : img->symbols()) {
+      if (s.name.find(prefix) != std::string::npos) return s.va;
+    }
+    ADD_FAILURE() << "no symbol " << prefix;
+    return 0;
+  };
+  EXPECT_EQ(bucket_of(va_of("::context_switch(")), ProfileBucket::kModeledKernel);
+  EXPECT_EQ(bucket_of(va_of("switch_mm_irqs_off(")), ProfileBucket::kModeledKernel);
+  EXPECT_EQ(bucket_of(va_of("__switch_to_asm") + 4), ProfileBucket::kModeledKernel);
+  EXPECT_EQ(bucket_of(va_of("::StepLoop(")), ProfileBucket::kStepLoop);
+  EXPECT_EQ(bucket_of(va_of("::RecordStep(")), ProfileBucket::kRecords);
+  EXPECT_EQ(bucket_of(va_of("kick_entry")), ProfileBucket::kInterrupts);
+  EXPECT_EQ(bucket_of(va_of("safe_halt_hlt") + 1), ProfileBucket::kHalted);
+  EXPECT_EQ(bucket_of(va_of("enter_user")), ProfileBucket::kUserTrips);
+  EXPECT_EQ(bucket_of(0x1000), ProfileBucket::kOther);  // no symbol
+}
+
+TEST(GuestProfileTest, RingThreeAndTheHostAreTheirOwnBuckets) {
+  absl::StatusOr<GuestImage> img = GuestImage::Embedded();
+  ASSERT_TRUE(img.ok()) << img.status();
+  GuestProfile p;
+  p.hz = 100;
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  regs.rip = img->header().entry_va;
+  sregs.cs.selector = 0x08;
+  p.AddGuest(*img, regs, sregs);
+  sregs.cs.selector = 0x23;  // ring 3: whatever the rip
+  p.AddGuest(*img, regs, sregs);
+  p.AddHost();
+  GuestProfile q;
+  q.Merge(p);
+  q.Merge(p);
+  EXPECT_EQ(q.samples, 6u);
+  EXPECT_EQ(q.buckets[static_cast<int>(ProfileBucket::kUser)], 2u);
+  EXPECT_EQ(q.buckets[static_cast<int>(ProfileBucket::kHost)], 2u);
+  EXPECT_EQ(q.buckets[static_cast<int>(ProfileBucket::kOther)], 2u);  // _start: boot
+  EXPECT_EQ(q.functions, (std::map<std::string, uint64_t>{{"_start (entry.S)", 2}}));
+  EXPECT_EQ(FormatProfile(p),
+            "profile: 3 samples at 100 Hz per vCPU: ring 3 33.3%, in the host 33.3%, other guest "
+            "code 33.3%\n  most sampled guest functions: _start (entry.S) 33.3%");
 }
 
 TEST(EmbeddedGuestImageTest, SymbolizesEntryAndUserText) {
@@ -136,6 +200,26 @@ TEST(GuestImageParseTest, SymbolListingQuirks) {
   EXPECT_EQ(img->Symbolize(0xffffffff80200208), "local_fn+0x8");
   EXPECT_EQ(img->Symbolize(0xffffffff80200300), "weak_fn+0");
   EXPECT_EQ(img->Symbolize(0xffffffff80200510), "ns::(anonymous namespace)::Fn(int, long)+0x110");
+}
+
+TEST(GuestImageParseTest, SourceFilesFromAnNmDashLListing) {
+  // `nm -l` appends a tab and "path:line"; the file's name is kept, its folder dropped.
+  constexpr char kListing[] =
+      "ffffffff80200030 T _start\tbuild/guest/guest/entry.S:22\n"
+      "ffffffff80200100 T ns::Fn(int, long)\tguest/sched.cc:142\n"
+      "ffffffff80200200 T no_line\tlib.cc\n"
+      "ffffffff80200300 T bare\n";
+  std::vector<uint8_t> bytes = Bytes(GoodHeader());
+  absl::StatusOr<GuestImage> img = GuestImage::Parse(bytes, kListing);
+  ASSERT_TRUE(img.ok()) << img.status();
+  ASSERT_EQ(img->symbols().size(), 4u);
+  EXPECT_EQ(img->SymbolAt(0xffffffff80200040)->file, "entry.S");
+  EXPECT_EQ(img->SymbolAt(0xffffffff80200100)->name, "ns::Fn(int, long)");
+  EXPECT_EQ(img->SymbolAt(0xffffffff80200100)->file, "sched.cc");
+  EXPECT_EQ(img->SymbolAt(0xffffffff80200200)->file, "lib.cc");
+  EXPECT_EQ(img->SymbolAt(0xffffffff80200300)->file, "");
+  EXPECT_EQ(img->Symbolize(0xffffffff80200104), "ns::Fn(int, long)+0x4");
+  EXPECT_EQ(img->SymbolAt(0xffffffff8020002f), nullptr);
 }
 
 TEST(GuestImageParseTest, UserTextAliasFromListing) {
