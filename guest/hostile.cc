@@ -167,6 +167,15 @@ void hostile_guest(abi::MmBug bug, uint32_t step_index) {
     }
     case abi::MmBug::kHostileFlood:
       Flood(step_index);
+    case abi::MmBug::kHostileFill: {
+      // Two pages from the last page of the address space on: a range that wraps past 2^64.
+      abi::CpuMailbox* mb = this_cpu()->mailbox;
+      mb->arg[0] = ~uint64_t{0} - 0xfff;
+      mb->arg[1] = 2 * 4096;
+      mb->arg[2] = 0xcc;
+      Hypercall(abi::Hypercall::kFill);
+      break;  // the host must have stopped the run: VerifyAndPanic says it did not
+    }
     default:
       Panic(__FILE__, __LINE__, "hostile hook: not a hostile case", 1,
             uint64_t{static_cast<uint32_t>(bug)});

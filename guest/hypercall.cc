@@ -4,11 +4,25 @@
 
 #include "guest/cpu.h"
 #include "guest/format.h"
+#include "guest/kernel_map.h"
+#include "guest/lib.h"
 #include "guest/percpu.h"
 
 namespace activemm::guest {
 
 void Hypercall(abi::Hypercall nr) { OutL(abi::kHypercallPort, static_cast<uint32_t>(nr)); }
+
+void FillPhys(uint64_t pa, uint8_t value, uint64_t bytes) {
+  if (boot_params->flags & abi::kBootFillByHost) {
+    abi::CpuMailbox* mb = this_cpu()->mailbox;
+    mb->arg[0] = pa;
+    mb->arg[1] = bytes;
+    mb->arg[2] = value;
+    Hypercall(abi::Hypercall::kFill);
+  } else {
+    memset(PhysToVirt(pa), value, bytes);
+  }
+}
 
 void Log(const char* fmt, ...) {
   abi::CpuMailbox* mb = this_cpu()->mailbox;

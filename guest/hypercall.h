@@ -10,6 +10,10 @@
 namespace activemm::guest {
 
 void Hypercall(abi::Hypercall nr);
+// Sets `bytes` bytes at physical `pa` to `value`: by the host where BootParams says so
+// (abi::kBootFillByHost: ring 0 is emulated), else with memset. bytes <= abi::kMaxFillBytes.
+// Never for a page that is or may become a page table (shared/abi.h says why).
+void FillPhys(uint64_t pa, uint8_t value, uint64_t bytes);
 
 // One log line to the host (shown with --verbose and kept in the run's report).
 [[gnu::format(printf, 1, 2)]] void Log(const char* fmt, ...);

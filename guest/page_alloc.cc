@@ -59,6 +59,9 @@ uint64_t AllocPage() {
     }
     ++guest_info->pages_allocated;
   }
+  // Not by the host (FillPhys): the page may become a page table, and a shadow-paging
+  // hypervisor (kvm_pvm) tracks a page table's writes only when the guest makes them; the
+  // host's would leave its shadow stale (ring 3 then reached pages munmap had removed).
   memset(PhysToVirt(pa), 0, x86::kPageSize);
   return pa;
 }

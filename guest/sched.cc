@@ -42,7 +42,7 @@ uint64_t AllocStack() {
 }
 
 void FreeStack(uint64_t pa) {
-  memset(PhysToVirt(pa), kPagePoison, kStackBytes);
+  FillPhys(pa, kPagePoison, kStackBytes);
   SpinLockGuard g(stacks_lock);
   *static_cast<uint64_t*>(PhysToVirt(pa)) = free_stacks;
   free_stacks = pa;

@@ -348,7 +348,7 @@ def plots(res: dict, out_dir: Path, kind: str) -> list[Path]:
     os.replace(buf.name, p)
     made.append(p)
 
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(9.5, 3.8))
     bottoms = [0.0] * len(res["breakdown"])
     labels = [b["trace"] for b in res["breakdown"]]
     for k in BUCKETS:
@@ -359,7 +359,7 @@ def plots(res: dict, out_dir: Path, kind: str) -> list[Path]:
         bottoms = [x + y for x, y in zip(bottoms, vals)]
     ax.set_xlabel("vCPU microseconds per step (halted time left out)")
     ax.set_title(f"Where a replayed step goes ({kind})")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     p = out_dir / f"{slug}-breakdown.png"
     buf = tempfile.NamedTemporaryFile(suffix=".png", delete=False, dir=out_dir)

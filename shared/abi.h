@@ -89,7 +89,7 @@ struct BootParams {
   uint32_t program;  // Program
   uint32_t inject;   // Inject
   uint32_t verbose;  // nonzero: the guest logs its progress
-  uint32_t reserved;
+  uint32_t flags;    // kBoot* bits
   uint64_t tsc_khz;  // 0 when the host could not tell
   // The host's boot page table maps physical [0, boot_window_bytes) at kKernelTextBase: the
   // image plus kBootScratchBytes for the tables the guest builds before it has a direct map.
@@ -101,6 +101,13 @@ static_assert(offsetof(BootParams, tsc_khz) == 40);
 static_assert(offsetof(BootParams, boot_window_bytes) == 48);
 
 inline constexpr uint64_t kBootScratchBytes = 2ull << 20;
+
+// BootParams::flags. kBootFillByHost: the guest asks the host (kFill) to poison freed task
+// stacks, where ring 0 is emulated instruction by instruction (kvm_pvm): there a REP STOSQ over
+// a page is 512 emulated stores, about half a millisecond, and an exit a few microseconds. Where
+// ring 0 runs natively it is the other way round, and the guest fills them itself. Never pages
+// that may be page tables: a shadow-paging hypervisor would not see the host's writes.
+inline constexpr uint32_t kBootFillByHost = 1;
 
 // ---- Guest facts (guest -> host) ---------------------------------------------------------------
 struct GuestInfo {
@@ -131,12 +138,15 @@ enum class Hypercall : uint32_t {
   kException = 5,   // panic.fault holds an unexpected exception; the run fails
   kDone = 6,        // this CPU has finished; arg[0] = 0 on success
   kVerify = 7,      // arg[0] = check index (or kVerifyNoCheck), arg[1] = the step: the host pauses
-                // every other vCPU (they are idle between steps), verifies, and resumes them
-  kMark = 8,  // begin or end of measurement: arguments in shared/cost_abi.h; the host reads the
-              // vCPU's statistics and resumes it at once
+                    // every other vCPU (they are idle between steps), verifies, and resumes them
+  kMark = 8,    // begin or end of measurement: arguments in shared/cost_abi.h; the host reads the
+                // vCPU's statistics and resumes it at once
   kRefill = 9,  // the scenario program's window runs low (shared/mm_abi.h kProgramWindow): the
                 // host loads the next steps, raises ScenarioHeader::steps_loaded, and resumes
+  kFill = 10,   // arg[0] = guest physical address, arg[1] = bytes (at most kMaxFillBytes),
+                // arg[2] = the byte: the host sets the range and resumes (kBootFillByHost)
 };
+inline constexpr uint64_t kMaxFillBytes = 64 * 1024;
 
 // arg[0] of a kVerify that belongs to no check of the scenario file: a full verification only
 // (--verify=every-step, after a parallel block).

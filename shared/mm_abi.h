@@ -245,8 +245,8 @@ enum class MmBug : uint32_t {
   kAsidNoFlush = 10,    // choose_new_asid reuses a slot for another mm without a flush
   // Not bugs: test hooks on the step loop, for the watchdog and interruption tests. Every value
   // from kSlowSteps on is a hook (the step loop tests that with one compare).
-  kSlowSteps = 11,      // every step first spins kSlowStepTscCycles: long runs on any host
-  kStallHalfway = 12,   // the CPU of the middle step spins there, interrupts off, forever
+  kSlowSteps = 11,     // every step first spins kSlowStepTscCycles: long runs on any host
+  kStallHalfway = 12,  // the CPU of the middle step spins there, interrupts off, forever
   // Not bugs: a hostile guest (guest/hostile.h), for the tests that the host survives one. At
   // the middle step the CPU writes garbage into what the host reads, then asks it to verify.
   kHostileTaskIndex = 13,  // rq->curr, rq->prev_mm, a task's mm and active_mm out of range
@@ -260,9 +260,10 @@ enum class MmBug : uint32_t {
   kHostileCr3 = 21,        // the real CR3 loaded with a root outside RAM
   kHostileString = 22,     // log and panic strings without a terminator, counts past arrays
   kHostileFlood = 23,      // hypercalls (log, hello, mark, verify) in a loop, no step done
+  kHostileFill = 24,       // a fill hypercall for a range that wraps past 2^64
 };
 inline constexpr bool IsHostile(MmBug b) {
-  return b >= MmBug::kHostileTaskIndex && b <= MmBug::kHostileFlood;
+  return b >= MmBug::kHostileTaskIndex && b <= MmBug::kHostileFill;
 }
 // About a millisecond on a 2-4 GHz TSC.
 inline constexpr uint64_t kSlowStepTscCycles = 3'000'000;

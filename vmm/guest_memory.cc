@@ -47,6 +47,15 @@ absl::Status GuestMemory::WriteBytes(uint64_t gpa, const void* in, uint64_t len)
   return absl::OkStatus();
 }
 
+absl::Status GuestMemory::Fill(uint64_t gpa, uint8_t value, uint64_t len) {
+  if (!Contains(gpa, len)) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "guest physical range [%#x, +%#x) is outside guest RAM (%#x bytes)", gpa, len, size_));
+  }
+  if (len != 0) std::memset(base_ + gpa, value, len);
+  return absl::OkStatus();
+}
+
 std::string GuestMemory::BoundedString(const char* chars, size_t capacity) {
   std::string s;
   for (size_t i = 0; i < capacity && chars[i] != '\0'; ++i) {

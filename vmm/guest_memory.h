@@ -35,6 +35,8 @@ class GuestMemory {
 
   absl::Status ReadBytes(uint64_t gpa, void* out, uint64_t len) const;
   absl::Status WriteBytes(uint64_t gpa, const void* in, uint64_t len);
+  // Sets [gpa, gpa + len) to `value`; OutOfRange outside guest RAM.
+  absl::Status Fill(uint64_t gpa, uint8_t value, uint64_t len);
 
   template <typename T>
   absl::StatusOr<T> Read(uint64_t gpa) const {

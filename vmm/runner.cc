@@ -491,6 +491,20 @@ bool Runner::HandleHypercall(int cpu, uint32_t nr) {
       }
       return true;
     }
+    case abi::Hypercall::kFill: {
+      // The guest's own RAM, bounded per call: a guest can ask for no more than it could write.
+      absl::Status s =
+          mb->arg[1] > abi::kMaxFillBytes
+              ? absl::OutOfRangeError(absl::StrFormat("%d bytes, more than the %d a fill may set",
+                                                      mb->arg[1], abi::kMaxFillBytes))
+              : mem.Fill(mb->arg[0], static_cast<uint8_t>(mb->arg[2]), mb->arg[1]);
+      if (!s.ok()) {
+        Fail(Outcome::kGuestPanic, cpu,
+             absl::StrFormat("CPU %d: a fill hypercall: %s", cpu, s.message()));
+        return false;
+      }
+      return true;
+    }
     case abi::Hypercall::kPanic:
       Fail(Outcome::kGuestPanic, cpu, FormatPanic(cpu, mb->panic));
       return false;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "shared/page_table.h"
 #include "shared/x86.h"
+#include "vmm/kvm_host.h"
 
 namespace activemm {
 namespace {
@@ -85,6 +86,8 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const Kvm& kvm, const GuestImage&
                                                const VmConfig& config) {
   if (absl::Status s = ValidateVmConfig(config, image); !s.ok()) return s;
   auto vm = std::unique_ptr<Vm>(new Vm(config, image));
+  // Where ring 0 is emulated, the host zeroes and poisons the guest's pages (abi::kFill).
+  vm->config_.fill_by_host = ProbeKvmHost(kvm).kind == KvmHostKind::kSoftware;
   int fd = ioctl(kvm.fd(), KVM_CREATE_VM, 0);
   if (fd < 0) return VmIoctlError("KVM_CREATE_VM");
   vm->vm_fd_ = UniqueFd(fd);
@@ -145,6 +148,7 @@ absl::Status Vm::LoadGuest() {
   bp.verbose = config_.verbose ? 1 : 0;
   bp.tsc_khz = tsc_khz_;
   bp.boot_window_bytes = boot_window_bytes_;
+  bp.flags = config_.fill_by_host ? abi::kBootFillByHost : 0;
   return memory_->Write(abi::kBootParamsPa, bp);
 }
 

@@ -25,6 +25,8 @@ struct VmConfig {
   abi::Program program = abi::Program::kSelftest;
   abi::Inject inject = abi::Inject::kNone;
   bool verbose = false;
+  // Set by Vm::Create from the host's kind (abi::kBootFillByHost).
+  bool fill_by_host = false;
 };
 
 class Vm {

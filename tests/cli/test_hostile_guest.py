@@ -80,6 +80,11 @@ DETECTED = {
         ":4294967295: ABCDEFGHIJKLMNO?QRSTUVWXYZABCDE?",
         "[values: 0xffffffffffffffff, 0xffffffffffffffff, 0xffffffffffffffff, "
         "0xffffffffffffffff]\n"]),
+    # A fill hypercall (abi::Hypercall::kFill) for two pages wrapping past 2^64.
+    "fill": (EXIT_GUEST_FAILED, [
+        "run ended: guest panic",
+        "a fill hypercall: guest physical range [0xfffffffffffff000, +0x2000) is outside guest "
+        "RAM"]),
 }
 
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -141,6 +142,30 @@ INSTANTIATE_TEST_SUITE_P(
         RangeCase{"SumWrapsToZero", 8, kMax - 7, false},
         RangeCase{"SumWrapsBelowSize", 0x100, kMax - 0xff + 0x10, false}),
     [](const ::testing::TestParamInfo<RangeCase>& info) { return info.param.name; });
+
+// The fill hypercall's work (abi::Hypercall::kFill): the range the guest names, nothing more,
+// and nothing at all when any of it is outside RAM.
+TEST(GuestMemoryTest, FillSetsExactlyTheRangeAndRefusesOneOutsideRam) {
+  std::unique_ptr<GuestMemory> mem = Make16M();
+  ASSERT_NE(mem, nullptr);
+  ASSERT_TRUE(mem->Fill(0x2000, 0xa5, 4096).ok());
+  EXPECT_EQ(*mem->Read<uint8_t>(0x1fff), 0u);
+  EXPECT_EQ(*mem->Read<uint64_t>(0x2000), 0xa5a5a5a5a5a5a5a5ull);
+  EXPECT_EQ(*mem->Read<uint64_t>(0x2ff8), 0xa5a5a5a5a5a5a5a5ull);
+  EXPECT_EQ(*mem->Read<uint8_t>(0x3000), 0u);
+  ASSERT_TRUE(mem->Fill(kSize - 8, 0x11, 8).ok());
+  EXPECT_TRUE(mem->Fill(kSize, 0, 0).ok());
+  for (auto [gpa, len] : {std::pair<uint64_t, uint64_t>{kSize - 8, 9},
+                          {kSize, 1},
+                          {kMax, 2},
+                          {0, kMax},
+                          {8, kMax - 4}}) {
+    EXPECT_EQ(mem->Fill(gpa, 0xff, len).code(), absl::StatusCode::kOutOfRange)
+        << gpa << " +" << len;
+  }
+  EXPECT_EQ(*mem->Read<uint64_t>(kSize - 8), 0x1111111111111111ull);  // untouched by the refusals
+  EXPECT_EQ(*mem->Read<uint64_t>(0), 0u);
+}
 
 TEST(GuestMemoryTest, TypedAccessOutOfRange) {
   std::unique_ptr<GuestMemory> mem = Make16M();
