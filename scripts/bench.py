@@ -330,6 +330,15 @@ def plots(res: dict, out_dir: Path, kind: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig, path: Path) -> Path:
+        """Writes the figure whole or not at all (a temporary file renamed into place)."""
+        fig.tight_layout()
+        buf = tempfile.NamedTemporaryFile(suffix=".png", delete=False, dir=path.parent)
+        fig.savefig(buf.name, dpi=110)
+        plt.close(fig)
+        os.replace(buf.name, path)
+        return path
+
     slug = re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
     made = []
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -340,13 +349,7 @@ def plots(res: dict, out_dir: Path, kind: str) -> list[Path]:
     for i, r in enumerate(res["replay"]):
         ax.annotate(f"{r['us_per_step']:.0f} us/step", (i, r["realtime_factor"] or 0),
                     ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    p = out_dir / f"{slug}-realtime.png"
-    buf = tempfile.NamedTemporaryFile(suffix=".png", delete=False, dir=out_dir)
-    fig.savefig(buf.name, dpi=110)
-    plt.close(fig)
-    os.replace(buf.name, p)
-    made.append(p)
+    made.append(save(fig, out_dir / f"{slug}-realtime.png"))
 
     fig, ax = plt.subplots(figsize=(9.5, 3.8))
     bottoms = [0.0] * len(res["breakdown"])
@@ -360,13 +363,7 @@ def plots(res: dict, out_dir: Path, kind: str) -> list[Path]:
     ax.set_xlabel("vCPU microseconds per step (halted time left out)")
     ax.set_title(f"Where a replayed step goes ({kind})")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    p = out_dir / f"{slug}-breakdown.png"
-    buf = tempfile.NamedTemporaryFile(suffix=".png", delete=False, dir=out_dir)
-    fig.savefig(buf.name, dpi=110)
-    plt.close(fig)
-    os.replace(buf.name, p)
-    made.append(p)
+    made.append(save(fig, out_dir / f"{slug}-breakdown.png"))
     return made
 
 
