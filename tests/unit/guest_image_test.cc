@@ -59,7 +59,11 @@ TEST(EmbeddedGuestImageTest, EveryStepFunctionHasASourceFileAndABucket) {
     const ProfileBucket b = ClassifyGuestCode(&s);
     const bool not_a_step = s.file == "main.cc" || s.file == "selftest.cc" || s.file == "cost.cc" ||
                             s.file == "format.cc" || s.file == "descriptors.cc" ||
-                            s.file == "hostile.cc" || s.file == "user_text.S" || s.name == "_start";
+                            s.file == "hostile.cc" || s.file == "user_text.S" ||
+                            s.name == "_start" ||
+                            // cost.cc's floor loops, filed by nm -l under the cpu.h helper
+                            // their first line inlines
+                            s.name.find("FloorLoop<") != std::string::npos;
     EXPECT_EQ(b == ProfileBucket::kOther, not_a_step) << s.name << " (" << s.file << ")";
   }
   EXPECT_GT(with_file, 100);
