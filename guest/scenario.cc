@@ -180,8 +180,10 @@ void ExecuteStep(const abi::Step& s) {
   PerCpu* self = this_cpu();
   self->cur_step = i;
   self->step_result = abi::kStepExecuted;
-  self->step_ipi_cpus = 0;
-  if (step_state) self->step_tsc = Rdtsc();
+  if (step_state) {  // only RecordStep reads these
+    self->step_ipi_cpus = 0;
+    self->step_tsc = Rdtsc();
+  }
 }
 
 // Out of line, unlike the rest of the loop: `activemm replay --profile` tells the record

@@ -112,9 +112,9 @@ void GuestProfile::AddGuest(const GuestImage& image, const kvm_regs& regs, const
                             : absl::StrCat(ShortName(fn->name), " (", fn->file, ")")];
 }
 
-void GuestProfile::AddHost() {
-  ++samples;
-  ++buckets[static_cast<int>(ProfileBucket::kHost)];
+void GuestProfile::AddHost(uint64_t n) {
+  samples += n;
+  buckets[static_cast<int>(ProfileBucket::kHost)] += n;
 }
 
 void GuestProfile::Merge(const GuestProfile& other) {

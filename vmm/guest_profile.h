@@ -52,7 +52,7 @@ struct GuestProfile {
 
   // A vCPU stopped in the guest: its registers decide the bucket.
   void AddGuest(const GuestImage& image, const kvm_regs& regs, const kvm_sregs& sregs);
-  void AddHost();
+  void AddHost(uint64_t n = 1);  // n samples of a vCPU thread outside KVM_RUN
   void Merge(const GuestProfile& other);
 };
 

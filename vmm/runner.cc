@@ -131,7 +131,7 @@ RunResult Runner::Run() {
     result_.profile.hz = options_.profile_hz;
     for (int i = 0; i < n_; ++i) {
       result_.profile.Merge(profiles_[i]);
-      for (uint64_t k = 0; k < host_samples_[i]; ++k) result_.profile.AddHost();
+      result_.profile.AddHost(host_samples_[i]);
     }
   }
   if (result_.outcome == Outcome::kWatchdog) result_.report = WatchdogReport();
@@ -210,8 +210,7 @@ void Runner::VcpuLoop(int cpu) {
       if (*reason == KVM_EXIT_INTR) {
         TakeSample(cpu);
       } else {
-        ++profiles_[cpu].samples;  // the signal came while this thread was in the host
-        ++profiles_[cpu].buckets[static_cast<int>(ProfileBucket::kHost)];
+        profiles_[cpu].AddHost();  // the signal came while this thread was in the host
       }
     }
     if (*reason == KVM_EXIT_INTR) {  // kicked: stopping, pausing for a verification, a sample
