@@ -424,6 +424,16 @@ const CommandLine& Grammar() {
          .commands = {"replay"},
          .help = "write every program step it ran (with the trace line behind it) to this CSV "
                  "file"},
+        {.name = "parallel",
+         .kind = FlagKind::kChoice,
+         .value_name = "WHEN",
+         .commands = {"replay"},
+         .default_value = "on",
+         .help = "run independent switches of different CPUs at once",
+         .choices = {{"on",
+                      "switches that touch no common task or mm, in blocks (not with "
+                      "--verify=every-step)"},
+                     {"off", "one step at a time, in the trace's order"}}},
         {.name = "explain",
          .kind = FlagKind::kInt,
          .value_name = "N",
@@ -798,6 +808,8 @@ int ReplayCommand(const ParsedCommandLine& cl) {
   o.run.profile_hz = static_cast<int>(cl.Int("profile"));
   o.run.record_step_state = !cl.String("timeline").empty();
   o.plan.verify_every_step = cl.String("verify") == "every-step";
+  // The step loop's test hooks fire only between steps run one at a time.
+  o.plan.parallel_blocks = cl.String("parallel") == "on" && o.run.bug < abi::MmBug::kSlowSteps;
   const int explain = static_cast<int>(cl.Int("explain"));
   const auto parse_start = std::chrono::steady_clock::now();
   absl::StatusOr<TraceDir> dir = LoadTraceDir(dir_path);

@@ -252,6 +252,10 @@ std::string FormatReplay(const TraceDir& dir, const ReplayResult& r) {
                         p.inferred_switches, p.inferred_idle_exits, p.inferred_exits,
                         p.skipped_events);
   for (const std::string& why : p.skipped) absl::StrAppendFormat(&out, "  skipped %s\n", why);
+  absl::StrAppendFormat(&out,
+                        "parallel: %d blocks of independent switches hold %d of the program's "
+                        "steps\n",
+                        p.parallel_blocks, p.steps_in_parallel_blocks);
   const ScenarioReport& rep = r.report;
   absl::StrAppendFormat(&out,
                         "guest: %d/%d steps in %.2f s (lazy TLB %s, PCID %s, %d ASIDs); %d "
@@ -403,7 +407,9 @@ std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost
                 {"inferred_switches", p.inferred_switches},
                 {"inferred_idle_exits", p.inferred_idle_exits},
                 {"inferred_exits", p.inferred_exits},
-                {"skipped_events", p.skipped_events}};
+                {"skipped_events", p.skipped_events},
+                {"parallel_blocks", p.parallel_blocks},
+                {"steps_in_parallel_blocks", p.steps_in_parallel_blocks}};
   j["score"] = {{"switches", s.switches},
                 {"placed", s.placed},
                 {"unplaced", s.unplaced},

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "vmm/parallel_blocks.h"
 
 namespace activemm {
 namespace {
@@ -792,6 +793,15 @@ absl::StatusOr<ReplayPlan> PlanReplay(const TraceDir& dir, const ReplayPlanOptio
   ReplayPlan plan;
   Planner planner(dir, options, &plan);
   if (absl::Status s = planner.Run(); !s.ok()) return s;
+  if (options.parallel_blocks && !options.verify_every_step) {
+    ParallelBlocks blocks = FormParallelBlocks(plan.scenario.program, plan.scenario.cpus);
+    plan.scenario.program = std::move(blocks.program);
+    for (ReplaySwitch& r : plan.switches) {
+      if (r.step >= 0) r.step = blocks.new_index[r.step];
+    }
+    plan.stats.parallel_blocks = blocks.blocks;
+    plan.stats.steps_in_parallel_blocks = blocks.steps_in_blocks;
+  }
   return plan;
 }
 

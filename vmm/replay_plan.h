@@ -58,6 +58,8 @@ struct ReplayPlanStats {
   int inferred_idle_exits = 0;  // ... of which away from an idle task (untraced on some CPUs)
   int inferred_exits = 0;       // a task switched out dead without an exit event
   int skipped_events = 0;       // events that could not be applied (listed in skipped)
+  int parallel_blocks = 0;      // blocks of independent switches (vmm/parallel_blocks.h)
+  int steps_in_parallel_blocks = 0;
   std::vector<std::string> skipped;  // the first few, "line N: why"
 };
 
@@ -68,7 +70,10 @@ struct ReplayPlan {
 };
 
 struct ReplayPlanOptions {
-  bool verify_every_step = false;
+  bool verify_every_step = false;  // a verification after every step: no parallel blocks
+  // Independent switches of different CPUs run at once (vmm/parallel_blocks.h); off, one CPU at
+  // a time in the trace's order.
+  bool parallel_blocks = true;
   int verify_every = 1000;  // a full verification after every this many program steps (0: end only)
   // How long before its trace line a flush's tlb_gen increment counts as done (see Order()):
   // 1 ns puts it before whatever another CPU traced in the same microsecond (the trace clock's

@@ -2,7 +2,9 @@
 // and of tests/traces (Linux 6.1, 8 CPUs, no PCID) replays without a violation, every step and
 // switch runs, and the emulator's CR3 loads match the traced kernel's. The decisions do not depend
 // on the kernel's own CR3 load events: a copy of the trace with them commented out gives the same
-// decisions, byte for byte.
+// decisions, byte for byte. That second replay also runs one step at a time (no parallel blocks,
+// vmm/parallel_blocks.h): the decisions, every CPU's counters and every mm's final refcounts are
+// the same as the first's, which ran its independent switches in parallel blocks.
 #include <stdlib.h>
 
 #include <algorithm>
@@ -34,6 +36,7 @@ struct SharedTrace {
   int extra_loads = 0;    // the emulator's loads where the kernel had none (docs/replay.md)
   int truth_unknown = 1;  // switches with no next event on their CPU: the trace's last ones
   bool in_repo = false;   // under tests/traces (must be there), else ../shared/traces
+  int steps_in_blocks = 0;  // program steps the planner puts in parallel blocks
   friend std::ostream& operator<<(std::ostream& os, const SharedTrace& t) { return os << t.name; }
 };
 
@@ -147,6 +150,7 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
   EXPECT_EQ(s.true_pos, want.real_loads) << what;
   EXPECT_EQ(s.false_pos, want.extra_loads) << what;
   EXPECT_EQ(s.flush_right, want.real_loads) << what;
+  EXPECT_EQ(r->plan.stats.steps_in_parallel_blocks, want.steps_in_blocks);
 
   // The same folder without the kernel's CR3 loads: nothing to score against, the same
   // decisions.
@@ -164,15 +168,37 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
   absl::StatusOr<TraceDir> bare = LoadTraceDir(tmp.path());
   ASSERT_TRUE(bare.ok()) << bare.status();
   ASSERT_EQ(bare->trace.events.size() + commented, dir->trace.events.size());
-  absl::StatusOr<ReplayResult> rb = RunReplay(kvm(), *bare, Options(*bare));
+  ReplayOptions serial = Options(*bare);
+  serial.plan.parallel_blocks = false;
+  absl::StatusOr<ReplayResult> rb = RunReplay(kvm(), *bare, serial);
   ASSERT_TRUE(rb.ok()) << rb.status();
   EXPECT_TRUE(rb->report.ok()) << Describe(*rb);
   EXPECT_EQ(rb->score.scored, 0);
   EXPECT_EQ(rb->score.placed, switch_events);
+  EXPECT_EQ(rb->plan.stats.parallel_blocks, 0);
+
+  // Parallel blocks or not, every CPU counted the same and every mm ended the same.
+  ASSERT_EQ(r->report.cpus.size(), rb->report.cpus.size());
+  for (size_t c = 0; c < r->report.cpus.size(); ++c) {
+    const auto* a = reinterpret_cast<const uint64_t*>(&r->report.cpus[c]);
+    const auto* b = reinterpret_cast<const uint64_t*>(&rb->report.cpus[c]);
+    for (int k = 0; k < abi::kNumMmCounters; ++k) {
+      EXPECT_EQ(a[k], b[k]) << "CPU " << c << " counter " << k << ", parallel vs serial";
+    }
+  }
+  ASSERT_EQ(r->report.mms.size(), rb->report.mms.size());
+  for (size_t m = 0; m < r->report.mms.size(); ++m) {
+    const MmReport &a = r->report.mms[m], &b = rb->report.mms[m];
+    EXPECT_TRUE(a.mm_users == b.mm_users && a.mm_count == b.mm_count && a.freed == b.freed)
+        << "mm " << a.name << ": users " << a.mm_users << "/" << b.mm_users << ", count "
+        << a.mm_count << "/" << b.mm_count << ", freed " << a.freed << "/" << b.freed
+        << " (parallel/serial)";
+  }
 
   const std::string csv = DecisionsCsv(*r);
   const std::string bare_csv = DecisionsCsv(*rb);
-  EXPECT_TRUE(csv == bare_csv) << "the decisions differ without the CR3 load events";
+  EXPECT_TRUE(csv == bare_csv)
+      << "the decisions differ without the CR3 load events, one step at a time";
   if (csv != bare_csv) {
     std::vector<std::string> a = absl::StrSplit(csv, '\n'), b = absl::StrSplit(bare_csv, '\n');
     for (size_t i = 0, shown = 0; i < std::min(a.size(), b.size()) && shown < 5; ++i) {
@@ -187,18 +213,19 @@ TEST_P(ReplayTest, MatchesTheKernelAndIgnoresItsCr3LoadEvents) {
   EXPECT_TRUE(csv.starts_with("line,cpu,prev_pid,next_pid,cr3_load,flush\n"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Traces, ReplayTest,
-                         testing::Values(SharedTrace{"make", 84}, SharedTrace{"pipe-proc", 174},
-                                         SharedTrace{"threads-fork-exec", 15},
-                                         // tests/traces/README.md
-                                         SharedTrace{"linux61-8cpu-wl_forkexec", 27, 1, 7, true},
-                                         SharedTrace{"linux61-8cpu-wl_threads", 564, 0, 5, true},
-                                         SharedTrace{"linux61-8cpu-wl_mmap_churn", 72, 0, 6, true}),
-                         [](const testing::TestParamInfo<SharedTrace>& info) {
-                           std::string name = info.param.name;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Traces, ReplayTest,
+    testing::Values(SharedTrace{"make", 84}, SharedTrace{"pipe-proc", 174, 0, 1, false, 11825},
+                    SharedTrace{"threads-fork-exec", 15, 0, 1, false, 562},
+                    // tests/traces/README.md
+                    SharedTrace{"linux61-8cpu-wl_forkexec", 27, 1, 7, true, 730},
+                    SharedTrace{"linux61-8cpu-wl_threads", 564, 0, 5, true},
+                    SharedTrace{"linux61-8cpu-wl_mmap_churn", 72, 0, 6, true}),
+    [](const testing::TestParamInfo<SharedTrace>& info) {
+      std::string name = info.param.name;
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
 
 }  // namespace
 }  // namespace activemm
