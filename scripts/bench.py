@@ -3,7 +3,7 @@
 
     /usr/bin/python3 scripts/bench.py [--activemm PATH] [--runs N] [--quick]
                                       [--json OUT.json] [--md docs/bench.md] [--plots DIR]
-                                      [--compare OLD.json]
+                                      [--compare OLD.json] [--baseline OLD_ACTIVEMM]
 
 One run measures, on whatever host it finds (software KVM, nested KVM under QEMU, hardware
 KVM; the kind `activemm` reports):
@@ -12,7 +12,9 @@ KVM; the kind `activemm` reports):
               the median guest time, the real-time factor (guest time / traced time), switches
               replayed per second, ring-0 instructions (KVM's insn_emulation, where ring 0 is
               emulated) and VM exits by kind per guest step, the host's parse and plan rates
-              (events per second) and the peak RSS of the process
+              (events per second) and the peak RSS of the process; in the same runs, one step
+              at a time (--parallel=off) and, with --baseline, an older activemm binary
+              (alternating, so that the host's drift falls on each alike)
   breakdown   one more replay of each trace with --profile: the share of vCPU time in the
               modeled kernel, the step loop, its records, interrupts, entering and leaving
               ring 3, ring 3, halted and the host (vmm/guest_profile.h), and from it the
@@ -22,6 +24,9 @@ KVM; the kind `activemm` reports):
               a bare CR3 write and a bare stack switch (the floor each figure is a multiple of)
   scale       `activemm selftest` and `activemm stress` at 1, 2, 4, ..., 64 vCPUs: wall time,
               time and exits per step
+  verifier    the host's time per full verification with 10, 100, 1,000 and 4,095 live mms
+              (a generated scenario of that many processes; 4,095 is every mm slot the guest
+              has, kMaxMms - 1)
 
 It writes OUT.json (default build/bench/bench-KIND.json), replaces the section of docs/bench.md
 for this host kind (the other kinds' sections are kept) and draws two PNGs beside it
@@ -108,30 +113,50 @@ def per_step(kvm: dict, steps: int) -> dict:
     return {k: kvm[k] / steps for k in EXIT_KINDS + ["insn_emulation"] if k in kvm and steps}
 
 
-def bench_replay(activemm: str, trace: Path, runs: int, tmp: Path) -> dict:
-    rows = []
+def guest_seconds(j: dict) -> float:
+    """A replay JSON's guest time (older binaries have no `phases`)."""
+    return j["phases"]["guest_seconds"] if "phases" in j else j["guest"]["seconds"]
+
+
+def bench_replay(activemm: str, trace: Path, runs: int, tmp: Path,
+                 baseline: str | None) -> dict:
+    """Each run replays the trace as activemm does by default (parallel blocks), then one step
+    at a time (--parallel=off), then with the baseline binary if given: alternating, so that a
+    drift of the host's speed falls on all of them alike."""
+    rows, serial, base = [], [], []
     for i in range(runs):
         out_json = tmp / f"{trace.name}-{i}.json"
         _, wall, rss = run_rss([activemm, "replay", str(trace), f"--json={out_json}"])
-        j = load_json(out_json)
-        rows.append((j, wall, rss))
-    guest = sorted(rows, key=lambda r: r[0]["phases"]["guest_seconds"])
+        rows.append((load_json(out_json), wall, rss))
+        out_json = tmp / f"{trace.name}-{i}-serial.json"
+        _, wall = run([activemm, "replay", str(trace), "--parallel=off", f"--json={out_json}"])
+        serial.append((load_json(out_json), wall))
+        if baseline:
+            out_json = tmp / f"{trace.name}-{i}-baseline.json"
+            _, wall = run([baseline, "replay", str(trace), f"--json={out_json}"])
+            base.append((load_json(out_json), wall))
+    guest = sorted(rows, key=lambda r: guest_seconds(r[0]))
     j, _, _ = guest[len(guest) // 2]  # the median run, for the per-step figures
     ph = j["phases"]
     steps = j["guest"]["steps_done"]
-    med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
-    guest_s = med(lambda r: r[0]["phases"]["guest_seconds"])
-    return {
+    med = lambda f, rs=rows: statistics.median(f(r) for r in rs)  # noqa: E731
+    guest_s = med(lambda r: guest_seconds(r[0]))
+    serial_s = med(lambda r: guest_seconds(r[0]), serial)
+    out = {
         "trace": trace.name,
         "runs": runs,
         "switches": j["score"]["switches"],
         "events": j["input"]["events"],
         "steps": steps,
+        "steps_in_parallel_blocks": j["input"].get("steps_in_parallel_blocks", 0),
         "traced_seconds": ph["traced_seconds"],
         "guest_seconds": guest_s,
-        "guest_seconds_min": min(r[0]["phases"]["guest_seconds"] for r in rows),
-        "guest_seconds_max": max(r[0]["phases"]["guest_seconds"] for r in rows),
+        "guest_seconds_min": min(guest_seconds(r[0]) for r in rows),
+        "guest_seconds_max": max(guest_seconds(r[0]) for r in rows),
         "wall_seconds": med(lambda r: r[1]),
+        "serial_guest_seconds": serial_s,
+        "serial_wall_seconds": med(lambda r: r[1], serial),
+        "parallel_speedup": serial_s / guest_s,
         "realtime_factor": guest_s / ph["traced_seconds"] if ph["traced_seconds"] > 0 else None,
         "switches_per_second": j["score"]["switches"] / guest_s,
         "us_per_step": 1e6 * guest_s / steps,
@@ -143,6 +168,36 @@ def bench_replay(activemm: str, trace: Path, runs: int, tmp: Path) -> dict:
         "recall": j["score"]["recall"],
         "host": j["host"],
     }
+    if base:
+        base_s = med(lambda r: guest_seconds(r[0]), base)
+        out.update({"baseline_guest_seconds": base_s,
+                    "baseline_wall_seconds": med(lambda r: r[1], base),
+                    "speedup_over_baseline": base_s / guest_s,
+                    "wall_speedup_over_baseline": med(lambda r: r[1], base) / out["wall_seconds"]})
+    return out
+
+
+def verifier_scenario(mms: int) -> str:
+    """`mms` processes, each its own mm with one data page, then five full verifications."""
+    steps = [{"op": "spawn", "task": f"P{i}", "pages": 1} for i in range(mms)]
+    steps += [{"op": "checkpoint"} for _ in range(5)]
+    return json.dumps({"version": 1, "name": f"{mms} live mms", "cpus": 1, "steps": steps})
+
+
+def bench_verifier(activemm: str, counts: list[int], tmp: Path) -> list[dict]:
+    """The host's time per full verification (read the model, check every rule and page
+    table) with `n` live mms: the run's verify_seconds over its verifications."""
+    rows = []
+    for n in counts:
+        path = tmp / f"verifier-{n}.json"
+        path.write_text(verifier_scenario(n))
+        out_json = tmp / f"verifier-{n}-report.json"
+        run([activemm, "run", str(path), "--mem=1G", f"--json={out_json}"])
+        r = load_json(out_json)["run"]
+        rows.append({"live_mms": n, "verifications": r["verifications"],
+                     "verify_seconds": r["verify_seconds"],
+                     "ms_per_verification": 1e3 * r["verify_seconds"] / r["verifications"]})
+    return rows
 
 
 def bench_breakdown(activemm: str, trace: Path, hz: int, tmp: Path) -> dict:
@@ -244,19 +299,35 @@ def markdown(res: dict, cmdline: str) -> str:
          f"Measured {res['date']} on `{res['host_summary']}`, {res['host_cpus']} host CPUs, with:",
          "", f"    {cmdline}", ""]
     L += ["### Replay of the shared traces", "",
-          "| trace | switches | steps | traced | guest time (median, min-max) | real-time factor "
-          "| switches/s | us/step | ring-0 insn/step | exits/step | parse events/s "
-          "| plan events/s | peak RSS |",
+          "| trace | switches | steps (in parallel blocks) | traced | guest time (median, "
+          "min-max) | real-time factor | switches/s | us/step | ring-0 insn/step | exits/step "
+          "| parse events/s | plan events/s | peak RSS |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["replay"]:
         ps = r["per_step"]
-        L.append(f"| `{r['trace']}` | {r['switches']:,} | {r['steps']:,} | "
+        L.append(f"| `{r['trace']}` | {r['switches']:,} | {r['steps']:,} "
+                 f"({r['steps_in_parallel_blocks']:,}) | "
                  f"{r['traced_seconds']:.3f} s | {r['guest_seconds']:.2f} s "
                  f"({r['guest_seconds_min']:.2f}-{r['guest_seconds_max']:.2f}) | "
                  f"{fmt(r['realtime_factor'])} | {fmt(r['switches_per_second'], 0)} | "
                  f"{fmt(r['us_per_step'], 0)} | {fmt(ps.get('insn_emulation'))} | "
                  f"{fmt(ps.get('exits'), 2)} | {fmt(r['parse_events_per_second'], 0)} | "
                  f"{fmt(r['plan_events_per_second'], 0)} | {r['peak_rss_mib']:.0f} MiB |")
+    L += ["", "The same runs, guest time (median) by how the program ran: as activemm replays by "
+          "default (independent switches of different CPUs in parallel blocks), one step at a "
+          "time (`--parallel=off`)" + (", and the baseline binary" if res.get("baseline") else "")
+          + ":", ""]
+    head = "| trace | default | one step at a time | speed-up |"
+    if res.get("baseline"):
+        head += " baseline | speed-up over the baseline (guest time) | (whole process) |"
+    L += [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in res["replay"]:
+        row = (f"| `{r['trace']}` | {r['guest_seconds']:.2f} s | "
+               f"{r['serial_guest_seconds']:.2f} s | {r['parallel_speedup']:.2f} |")
+        if "baseline_guest_seconds" in r:
+            row += (f" {r['baseline_guest_seconds']:.2f} s | {r['speedup_over_baseline']:.2f} | "
+                    f"{r['wall_speedup_over_baseline']:.2f} |")
+        L.append(row)
     L += ["", "Exits per step by kind (KVM's vCPU statistics, summed over the vCPUs):", "",
           "| trace | " + " | ".join(EXIT_KINDS) + " |",
           "|---|" + "---|" * len(EXIT_KINDS)]
@@ -292,12 +363,18 @@ def markdown(res: dict, cmdline: str) -> str:
         L.append(f"| {s['cpus']} | {s['selftest_wall_seconds']:.2f} s | {s['stress_steps']:,} | "
                  f"{s['stress_guest_seconds']:.2f} s | {fmt(s['stress_us_per_step'], 0)} | "
                  f"{fmt(ps.get('exits'), 2)} | {fmt(ps.get('insn_emulation'))} |")
+    L += ["", "### The host's verifier", "",
+          "Time per full verification (`checkpoint`: read the model, check every rule, walk "
+          "every page table) with this many live mms, one task each:", "",
+          "| live mms | verifications | ms per verification |", "|---|---|---|"]
+    for v in res["verifier"]:
+        L.append(f"| {v['live_mms']:,} | {v['verifications']} | {v['ms_per_verification']:.2f} |")
     if res.get("compare"):
         c = res["compare"]
         L += ["", f"### Against `{res['compare_file']}` (new / old)", "",
               "| figure | ratio |", "|---|---|"]
         keys = [k for k in c if re.search(r"(guest_seconds|us_per_step|insn_emulation|"
-                                          r"events_per_second|realtime_factor)$", k)]
+                                          r"events_per_second|realtime_factor|ms_per_verification)$", k)]
         for k in keys:
             L.append(f"| {k} | {c[k]:.3f} |")
     L += ["", "Plots: " + ", ".join(f"![]({p})" for p in res["plots"]), ""]
@@ -379,6 +456,7 @@ def main() -> int:
     ap.add_argument("--plots", type=Path, default=ROOT / "docs/bench")
     ap.add_argument("--compare", type=Path)
     ap.add_argument("--profile-hz", type=int, default=500)
+    ap.add_argument("--baseline", help="an older activemm binary to replay each trace with too")
     a = ap.parse_args()
     if a.runs < 1:
         print("bench: --runs must be at least 1", file=sys.stderr)
@@ -387,6 +465,9 @@ def main() -> int:
     if not traces:
         print(f"bench: no traces in {TRACES} (the shared folder beside the repository)",
               file=sys.stderr)
+        return 2
+    if a.baseline and not os.access(a.baseline, os.X_OK):
+        print(f"bench: --baseline {a.baseline} is not an executable", file=sys.stderr)
         return 2
     if not os.access(a.activemm, os.X_OK):
         print(f"bench: no activemm binary at {a.activemm} (build it: bash scripts/build.sh)",
@@ -401,7 +482,7 @@ def main() -> int:
             replay = []
             for t in traces:
                 print(f"bench: replay {t.name} x{runs}", file=sys.stderr)
-                replay.append(bench_replay(a.activemm, t, runs, tmp))
+                replay.append(bench_replay(a.activemm, t, runs, tmp, a.baseline))
             breakdown = []
             for t in traces:
                 print(f"bench: profile {t.name}", file=sys.stderr)
@@ -410,6 +491,9 @@ def main() -> int:
             floor = bench_floor(a.activemm, tmp, 20 if a.quick else 200)
             print(f"bench: scale {cpus_list}", file=sys.stderr)
             scale = bench_scale(a.activemm, cpus_list, 200 if a.quick else 1000, tmp)
+            mm_counts = [10, 100] if a.quick else [10, 100, 1000, 4095]
+            print(f"bench: verifier {mm_counts}", file=sys.stderr)
+            verifier = bench_verifier(a.activemm, mm_counts, tmp)
     except RunFailed as e:
         print(f"bench: {e}", file=sys.stderr)
         return 3
@@ -424,7 +508,10 @@ def main() -> int:
         "breakdown": breakdown,
         "floor": floor,
         "scale": scale,
+        "verifier": verifier,
     }
+    if a.baseline:
+        res["baseline"] = a.baseline
     if old:
         res["compare"] = compare(res, old)
         res["compare_file"] = str(a.compare)
@@ -434,6 +521,8 @@ def main() -> int:
     json_path = a.json or ROOT / "build" / "bench" / f"bench-{slug}.json"
     write_atomically(json_path, (json.dumps(res, indent=2) + "\n").encode())
     cmdline = "/usr/bin/python3 scripts/bench.py" + (" --quick" if a.quick else f" --runs {runs}")
+    if a.baseline:
+        cmdline += " --baseline OLD/build/vmm/activemm"
     update_md(a.md, kind, markdown(res, cmdline))
     print(f"bench: wrote {json_path}, {a.md} and {', '.join(res['plots'])}", file=sys.stderr)
     return 0

@@ -71,6 +71,7 @@ VOLATILE = [
     (re.compile(r"^host: .*$", re.M), "host: HOST"),
     (re.compile(r"executed in [0-9.]+ s"), "executed in T s"),
     (re.compile(r'"seconds": [0-9.e+-]+'), '"seconds": T'),
+    (re.compile(r'"verify_seconds": [0-9.e+-]+'), '"verify_seconds": T'),
     (re.compile(r'"host": \{.*?\n  \}', re.S), '"host": HOST'),
     (re.compile(r'"kvm": \{.*?\n    \}', re.S), '"kvm": KVM'),
     # A quirk of emulated hosts (docs/hosts.md), counted when it happens.

@@ -268,6 +268,8 @@ nlohmann::json RunJson(const ScenarioReport& r) {
               {"steps_done", r.steps_done},
               {"steps_total", r.steps_total},
               {"interrupts_in_sti_shadow", r.shadow_interrupts},
+              {"verifications", r.verifications},
+              {"verify_seconds", r.verify_seconds},
               {"kvm", r.run.kvm_stats}};
   if (r.run.profile.hz > 0) j["run"]["profile"] = ProfileJson(r.run.profile);
   j["ok"] = r.ok();

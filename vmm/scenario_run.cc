@@ -145,6 +145,16 @@ absl::StatusOr<ScenarioReport> RunScenarioOnKvm(const Kvm& kvm, const Scenario& 
   };
   ro.on_verify = [&](const VerifyView& v) -> absl::Status {
     if (verifier == nullptr) return absl::InternalError("verification before the model was ready");
+    const auto verify_start = std::chrono::steady_clock::now();
+    ++report.verifications;
+    // Every way out of this pass counts its time (an early return is a failed run anyway).
+    struct AddTime {
+      std::chrono::steady_clock::time_point start;
+      double* total;
+      ~AddTime() {
+        *total += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      }
+    } add_time{verify_start, &report.verify_seconds};
     absl::StatusOr<ModelSnapshot> snap = ReadModel(v.memory, sc.cpus, num_tasks, num_mms);
     if (!snap.ok()) return snap.status();
     int step = v.step_index < sc.step_ops.size() ? static_cast<int>(v.step_index) : -1;

@@ -64,6 +64,10 @@ struct ScenarioReport {
   // ScenarioRunOptions::record_step_state.
   std::vector<abi::StepRecord> step_records;
   uint64_t tsc_khz = 0;                       // the guest TSC's rate (0: unknown)
+  // Full verifications (reading the model and checking every rule) and the host time they took,
+  // while every vCPU waited.
+  int verifications = 0;
+  double verify_seconds = 0;
   // Interrupts the guest took inside STI's shadow, resumed after the HLT (abi::StepLoopCpu):
   // a quirk of the host's emulation (docs/hosts.md), 0 on hardware.
   uint64_t shadow_interrupts = 0;

@@ -71,6 +71,10 @@ TEST_F(ScenarioRunTest, BorrowingInBothModesWithExactCounters) {
   EXPECT_EQ(on->totals.leave_mm, 1u);
   EXPECT_EQ(on->totals.lazy_grabs, 2u);  // A->K, exit_mm
   EXPECT_EQ(on->totals.lazy_drops, 2u);  // idle->A drops init_mm, K->A drops A
+  // A full verification after each of the 6 model steps, at each of the 5 checks (applying or
+  // not) and at the end; each took some host time.
+  EXPECT_EQ(on->verifications, 12);
+  EXPECT_GT(on->verify_seconds, 0);
   // Lazy off: A; K loads init_mm; A again; exit loads init_mm: 4 CR3 writes. The exit's
   // flush finds init_mm loaded here: nothing to flush.
   absl::StatusOr<ScenarioReport> off = RunScenarioOnKvm(kvm(), sc, Options(abi::LazyMode::kOff));
