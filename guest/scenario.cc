@@ -187,7 +187,7 @@ void ExecuteStep(const abi::Step& s) {
 }
 
 // Out of line, unlike the rest of the loop: `activemm replay --profile` tells the record
-// writing apart from the loop by the function it samples in (vmm/guest_profile.cc).
+// writing apart from the loop by the function it samples in (vmm/kvm/guest_profile.cc).
 [[gnu::noinline]] void RecordStep(uint32_t i, uint8_t result) {
   PerCpu* self = this_cpu();
   const CpuMmState* rq = this_rq();

@@ -17,7 +17,7 @@ KVM; the kind `activemm` reports):
               (alternating, so that the host's drift falls on each alike)
   breakdown   one more replay of each trace with --profile: the share of vCPU time in the
               modeled kernel, the step loop, its records, interrupts, entering and leaving
-              ring 3, ring 3, halted and the host (vmm/guest_profile.h), and from it the
+              ring 3, ring 3, halted and the host (vmm/kvm/guest_profile.h), and from it the
               ring-0 instructions per step in each (instructions x share of the sampled ring-0
               time: an estimate by sampling, exact in total)
   floor       `activemm cost`: the instructions and cycles of each modeled switch case, and of

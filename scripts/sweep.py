@@ -63,7 +63,7 @@ CSV_NAME = "sweep.csv"
 BASE_COLUMNS = ("family", "parameter", "value", "seed", "scenario", "cpus", "steps", "lazy",
                 "pcid", "asids")
 
-# activemm's exit statuses (vmm/exit_codes.h, docs/report.md).
+# activemm's exit statuses (vmm/cli/exit_codes.h, docs/report.md).
 EXIT_MEANING = {
     1: "a check failed or the verifier found a violation",
     2: "bad command line or invalid scenario",

@@ -32,7 +32,7 @@ WORKLOADS = os.environ.get("ACTIVEMM_WORKLOADS") or (
     str(pathlib.Path(BIN).resolve().parents[1] / "tests" / "workloads") if BIN else "")
 TRACEFS = "/sys/kernel/tracing"
 
-# vmm/exit_codes.h
+# vmm/cli/exit_codes.h
 (EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_GUEST_FAILED, EXIT_WATCHDOG, EXIT_NO_KVM,
  EXIT_HOST_ERROR) = range(7)
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "benchmark/benchmark.h"
-#include "vmm/trace.h"
+#include "vmm/replay/trace.h"
 
 namespace activemm {
 namespace {

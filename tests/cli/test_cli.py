@@ -17,7 +17,7 @@ from pytest_helpers import (  # noqa: E402
     BIN, EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_NO_KVM, EXIT_OK, EXIT_USAGE, EXIT_WATCHDOG,
     as_nobody, kvm, run)
 
-# ---- the host every report names (vmm/kvm_host.h, docs/report.md) -----------------------------
+# ---- the host every report names (vmm/kvm/kvm_host.h, docs/report.md) -----------------------------
 
 HOST_KINDS = ("hardware", "software", "nested-tcg", "nested")
 # The line every report prints: the kind first, the PCID verdict last.

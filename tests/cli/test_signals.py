@@ -1,4 +1,4 @@
-"""Ctrl-C and kill during a run (vmm/interrupt.h): SIGINT, SIGTERM or SIGHUP stops every vCPU,
+"""Ctrl-C and kill during a run (vmm/kvm/interrupt.h): SIGINT, SIGTERM or SIGHUP stops every vCPU,
 joins its thread, writes no output file and exits with 128 + the signal; `capture` passes the
 signal on to its command, keeps the trace of what ran and restores tracefs.
 
@@ -34,7 +34,7 @@ def catches(pid, sig):
 
 
 def start(argv, cwd):
-    """Starts activemm; returns once it catches SIGINT and SIGTERM (vmm/interrupt.h), which it
+    """Starts activemm; returns once it catches SIGINT and SIGTERM (vmm/kvm/interrupt.h), which it
     sets up before it prepares or runs anything: a signal from then on stops the run, whether
     it lands while the scenario is prepared or while the guest runs (the runner looks at once)."""
     p = subprocess.Popen([BIN, *argv], cwd=cwd, stdin=subprocess.DEVNULL,

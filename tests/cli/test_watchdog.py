@@ -1,4 +1,4 @@
-"""The watchdog watches progress, not hypercalls (vmm/runner.cc, RunOptions::progress): a long
+"""The watchdog watches progress, not hypercalls (vmm/kvm/runner.cc, RunOptions::progress): a long
 program on a slow guest completes however long it takes, as long as steps complete; a guest
 that stops making progress is stopped after --timeout and reported with where it was.
 

@@ -2,7 +2,7 @@
 // (guest_memory_input.h: parameters, then records written at guest physical addresses).
 //
 // The readers run as the host runs them, through the same GuestMemory accessors:
-//   - each vCPU's mailbox as Runner::HandleHypercall decodes it (vmm/runner.cc): the hello
+//   - each vCPU's mailbox as Runner::HandleHypercall decodes it (vmm/kvm/runner.cc): the hello
 //     check of GuestInfo, the log line, the panic and the exception reports;
 //   - the self-test's checkpoints (SelftestVerifier::OnCheckpoint), in the order the input
 //     gives, stopping at the first failure as the run does;
@@ -27,17 +27,17 @@
 #include "shared/abi.h"
 #include "shared/mm_abi.h"
 #include "tests/fuzz/guest_memory_input.h"
-#include "vmm/guest_image.h"
-#include "vmm/guest_memory.h"
-#include "vmm/guest_report.h"
-#include "vmm/mm_verifier.h"
-#include "vmm/model_state.h"
-#include "vmm/program_stream.h"
-#include "vmm/runner.h"
-#include "vmm/scenario.h"
-#include "vmm/scenario_run.h"
-#include "vmm/selftest.h"
-#include "vmm/timeline.h"
+#include "vmm/kvm/guest_image.h"
+#include "vmm/kvm/guest_memory.h"
+#include "vmm/kvm/guest_report.h"
+#include "vmm/kvm/runner.h"
+#include "vmm/model/mm_verifier.h"
+#include "vmm/model/model_state.h"
+#include "vmm/model/program_stream.h"
+#include "vmm/model/scenario.h"
+#include "vmm/model/scenario_run.h"
+#include "vmm/tools/selftest.h"
+#include "vmm/tools/timeline.h"
 
 namespace {
 
@@ -126,7 +126,7 @@ void Scenario(activemm::GuestMemory& mem, const Fixture& fx, const GuestMemoryFu
     if (c.ok()) report.shadow_interrupts += c->shadow_interrupts;
   }
   report.tsc_khz = p.tsc_khz;
-  // The program window (vmm/program_stream.h): the host loads it before the guest runs, then
+  // The program window (vmm/model/program_stream.h): the host loads it before the guest runs, then
   // the guest writes the records and asks for refills after a count of its choosing.
   // Reused from input to input (ReadBytes fills it whole): a fresh 384 KiB buffer per input,
   // zeroed and faulted in, was half of this target's time.

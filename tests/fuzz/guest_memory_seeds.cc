@@ -19,11 +19,11 @@
 #include "shared/page_table.h"
 #include "shared/x86.h"
 #include "tests/fuzz/guest_memory_input.h"
-#include "vmm/guest_image.h"
-#include "vmm/guest_memory.h"
-#include "vmm/mm_verifier.h"
-#include "vmm/model_state.h"
-#include "vmm/scenario.h"
+#include "vmm/kvm/guest_image.h"
+#include "vmm/kvm/guest_memory.h"
+#include "vmm/model/mm_verifier.h"
+#include "vmm/model/model_state.h"
+#include "vmm/model/scenario.h"
 
 namespace activemm {
 namespace {

@@ -1,5 +1,6 @@
-// Fuzz target: the replay planner (vmm/replay_plan.h) on parsed traces, and the scoring of a
-// replay against the trace, its --timeline and its --json (vmm/replay.h): what needs no guest.
+// Fuzz target: the replay planner (vmm/replay/replay_plan.h) on parsed traces, and the scoring of a
+// replay against the trace, its --timeline and its --json (vmm/replay/replay.h): what needs no
+// guest.
 //
 // The input is a trace folder, as for trace_parser_fuzz: trace.txt, then optionally tgids.txt,
 // kthreads.txt and kernel.txt, separated by NUL bytes. Parsed with ParseTraceDir, planned with
@@ -16,10 +17,11 @@
 
 #include "absl/status/statusor.h"
 #include "shared/mm_abi.h"
-#include "vmm/kvm_host.h"
-#include "vmm/replay.h"
-#include "vmm/replay_plan.h"
-#include "vmm/trace.h"
+#include "vmm/kvm/kvm_host.h"
+#include "vmm/replay/replay.h"
+#include "vmm/replay/replay_plan.h"
+#include "vmm/replay/trace.h"
+#include "vmm/tools/timeline.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Fuzz target: the scenario compiler (vmm/scenario.h) on arbitrary text.
+// Fuzz target: the scenario compiler (vmm/model/scenario.h) on arbitrary text.
 //
 // The input is the scenario file's text. It is compiled as `activemm run FILE` does, then
 // again with a --cpus override and --verify=every-step, the override taken from the input's
@@ -14,7 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "shared/mm_abi.h"
-#include "vmm/scenario.h"
+#include "vmm/model/scenario.h"
 
 namespace {
 

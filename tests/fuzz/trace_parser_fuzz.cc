@@ -4,7 +4,7 @@
 // kernel.txt, separated by NUL bytes (a trace has none). It goes through ParseTrace and, when
 // the other files are there, ParseTraceDir (LoadTraceDir without the file system), and the
 // results are checked against
-// what vmm/trace.h promises: the parser never fails, counts every line, keeps events in file
+// what vmm/replay/trace.h promises: the parser never fails, counts every line, keeps events in file
 // order and only on the CPUs the trace has.
 #include <stddef.h>
 #include <stdint.h>
@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "shared/abi.h"
-#include "vmm/trace.h"
+#include "vmm/replay/trace.h"
 
 namespace {
 

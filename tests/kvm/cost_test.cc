@@ -14,9 +14,9 @@
 #include "gtest/gtest.h"
 #include "shared/cost_abi.h"
 #include "tests/kvm/kvm_test_util.h"
-#include "vmm/cost.h"
-#include "vmm/kvm_stats.h"
-#include "vmm/vm.h"
+#include "vmm/kvm/kvm_stats.h"
+#include "vmm/kvm/vm.h"
+#include "vmm/tools/cost.h"
 
 namespace activemm {
 namespace {

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "gtest/gtest.h"
-#include "vmm/kvm.h"
+#include "vmm/kvm/kvm.h"
 
 namespace activemm {
 

@@ -3,8 +3,8 @@
 // switch runs, and the emulator's CR3 loads match the traced kernel's. The decisions do not depend
 // on the kernel's own CR3 load events: a copy of the trace with them commented out gives the same
 // decisions, byte for byte. That second replay also runs one step at a time (no parallel blocks,
-// vmm/parallel_blocks.h): the decisions, every CPU's counters and every mm's final refcounts are
-// the same as the first's, which ran its independent switches in parallel blocks.
+// vmm/replay/parallel_blocks.h): the decisions, every CPU's counters and every mm's final refcounts
+// are the same as the first's, which ran its independent switches in parallel blocks.
 #include <stdlib.h>
 
 #include <algorithm>
@@ -22,8 +22,8 @@
 #include "gtest/gtest.h"
 #include "shared/mm_abi.h"
 #include "tests/kvm/kvm_test_util.h"
-#include "vmm/replay.h"
-#include "vmm/trace.h"
+#include "vmm/replay/replay.h"
+#include "vmm/replay/trace.h"
 
 namespace activemm {
 namespace {

@@ -9,8 +9,8 @@
 #include "gtest/gtest.h"
 #include "shared/mm_abi.h"
 #include "tests/kvm/kvm_test_util.h"
-#include "vmm/scenario.h"
-#include "vmm/scenario_run.h"
+#include "vmm/model/scenario.h"
+#include "vmm/model/scenario_run.h"
 
 namespace activemm {
 namespace {

@@ -9,8 +9,8 @@
 #include "shared/abi.h"
 #include "shared/x86.h"
 #include "tests/kvm/kvm_test_util.h"
-#include "vmm/runner.h"
-#include "vmm/selftest.h"
+#include "vmm/kvm/runner.h"
+#include "vmm/tools/selftest.h"
 
 namespace activemm {
 namespace {

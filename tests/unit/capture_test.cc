@@ -1,7 +1,7 @@
-// The text handling of `activemm capture` (vmm/capture.h): what it changes in recorded lines and
-// what it reads from /proc and from the trace header.
-#include "vmm/capture.h"
-#include "vmm/trace.h"
+// The text handling of `activemm capture` (vmm/replay/capture.h): what it changes in recorded lines
+// and what it reads from /proc and from the trace header.
+#include "vmm/replay/capture.h"
+#include "vmm/replay/trace.h"
 
 #include "gtest/gtest.h"
 
@@ -40,8 +40,8 @@ TEST(StatFlags, CountsFieldsAfterTheLastParenthesis) {
   EXPECT_EQ(StatFlags("garbage"), std::nullopt);
 }
 
-// The capture's summary and warnings come from the replay's parser (vmm/trace.h): the header's
-// entry counts (events the full buffer overwrote) and LOST markers.
+// The capture's summary and warnings come from the replay's parser (vmm/replay/trace.h): the
+// header's entry counts (events the full buffer overwrote) and LOST markers.
 TEST(CaptureSummary, HeaderEntriesComeFromTheTraceParser) {
   TraceStats st = ParseTrace("# entries-in-buffer/entries-written: 6104/9000   #P:2\n").stats;
   EXPECT_EQ(st.entries_in_buffer, 6104u);

@@ -1,7 +1,7 @@
 // The command-line parser and its help, on a small table of its own: the forms a flag is written
 // in, "--", positional arguments, flags a command does not take, bad values, the suggestions for
 // typos, and help pages that list a command's own flags only.
-#include "vmm/command_line.h"
+#include "vmm/cli/command_line.h"
 
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
 // GuestImage: the embedded guest image, header checks on crafted images, and symbolization.
-#include "vmm/guest_image.h"
+#include "vmm/kvm/guest_image.h"
 
 #include <stdint.h>
 
@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/abi.h"
-#include "vmm/guest_profile.h"
+#include "vmm/kvm/guest_profile.h"
 
 namespace activemm {
 namespace {
@@ -47,7 +47,7 @@ TEST(EmbeddedGuestImageTest, HeaderMatchesTheAbi) {
 }
 
 // The listing comes from `nm -l`: each function knows its source file, which is how a profile
-// sorts the guest's time (vmm/guest_profile.h). Every function a scenario's steps run falls in
+// sorts the guest's time (vmm/kvm/guest_profile.h). Every function a scenario's steps run falls in
 // a bucket that names what it is for: a new function lands in "other guest code" only in the
 // files no scenario runs.
 TEST(EmbeddedGuestImageTest, EveryStepFunctionHasASourceFileAndABucket) {

@@ -1,5 +1,5 @@
 // GuestMemory: the bounds-checked window onto guest RAM.
-#include "vmm/guest_memory.h"
+#include "vmm/kvm/guest_memory.h"
 
 #include <stdint.h>
 #include <sys/mman.h>

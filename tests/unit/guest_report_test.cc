@@ -1,5 +1,5 @@
 // Reports built from guest state: exception names, fault and panic reports, RIP descriptions.
-#include "vmm/guest_report.h"
+#include "vmm/kvm/guest_report.h"
 
 #include <linux/kvm.h>
 #include <stdint.h>
@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "shared/abi.h"
 #include "shared/x86.h"
-#include "vmm/guest_image.h"
+#include "vmm/kvm/guest_image.h"
 
 namespace activemm {
 namespace {

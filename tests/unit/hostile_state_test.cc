@@ -9,8 +9,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/mm_abi.h"
-#include "vmm/guest_memory.h"
-#include "vmm/model_state.h"
+#include "vmm/kvm/guest_memory.h"
+#include "vmm/model/model_state.h"
 
 namespace activemm {
 namespace {

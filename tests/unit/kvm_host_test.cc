@@ -1,6 +1,6 @@
 // The host kind every report names: the classification from the provider module, this host's
 // own CPUID hypervisor bit and signature, and PCID; the "host:" line and the JSON object.
-#include "vmm/kvm_host.h"
+#include "vmm/kvm/kvm_host.h"
 
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
 // machine.txt: what capture records of the traced machine and what replay reads back.
-#include "vmm/machine_facts.h"
+#include "vmm/replay/machine_facts.h"
 
 #include "gtest/gtest.h"
 

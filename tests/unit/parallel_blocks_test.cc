@@ -1,14 +1,14 @@
 // FormParallelBlocks on hand-made programs: which switches share a block, which run alone, and
 // that every step keeps its place per CPU. That blocks change no decision is checked on KVM
 // (tests/kvm/replay_test.cc: the shared traces replayed with and without them).
-#include "vmm/parallel_blocks.h"
+#include "vmm/replay/parallel_blocks.h"
 
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/mm_abi.h"
-#include "vmm/scenario.h"
+#include "vmm/model/scenario.h"
 
 namespace activemm {
 namespace {

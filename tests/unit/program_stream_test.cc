@@ -1,7 +1,7 @@
 // The host's side of the program window: steps go into their slots ahead of the guest, every
 // finished step's record comes back in program order across any number of windows, and a
 // refill the protocol cannot produce is refused.
-#include "vmm/program_stream.h"
+#include "vmm/model/program_stream.h"
 
 #include <memory>
 #include <vector>

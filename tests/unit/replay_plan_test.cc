@@ -1,8 +1,9 @@
-// The replay planner (vmm/replay_plan.h) on hand-made traces, no KVM: the program steps each
-// event becomes, derived by hand from the rules in vmm/replay_plan.cc, the plan's independence
-// from the kernel's own CR3 loads (the answer it is scored against), and its robustness to
-// traces that are damaged or incomplete. The real traces in ../shared/traces are planned too.
-#include "vmm/replay_plan.h"
+// The replay planner (vmm/replay/replay_plan.h) on hand-made traces, no KVM: the program steps each
+// event becomes, derived by hand from the rules in vmm/replay/replay_plan.cc, the plan's
+// independence from the kernel's own CR3 loads (the answer it is scored against), and its
+// robustness to traces that are damaged or incomplete. The real traces in ../shared/traces are
+// planned too.
+#include "vmm/replay/replay_plan.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -25,7 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shared/mm_abi.h"
-#include "vmm/trace.h"
+#include "vmm/replay/trace.h"
 
 namespace activemm {
 namespace {

@@ -1,6 +1,6 @@
 // Scenario files: parsing, strict validation against the host-side model, and compilation into
 // the guest's step program.
-#include "vmm/scenario.h"
+#include "vmm/model/scenario.h"
 
 #include <stdint.h>
 

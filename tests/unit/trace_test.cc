@@ -1,6 +1,6 @@
 // The ftrace text parser: every event kind field by field, the lines it must count and skip
 // rather than trust, trace folders, and the real traces in ../shared/traces.
-#include "vmm/trace.h"
+#include "vmm/replay/trace.h"
 
 #include <stdint.h>
 #include <stdlib.h>
