@@ -1,12 +1,12 @@
 // guest_main: what every CPU does between _start and its program.
-#include "guest/cpu.h"
-#include "guest/descriptors.h"
-#include "guest/hypercall.h"
-#include "guest/kernel_map.h"
-#include "guest/model.h"
-#include "guest/page_alloc.h"
-#include "guest/percpu.h"
-#include "guest/selftest.h"
+#include "guest/arch/cpu.h"
+#include "guest/arch/descriptors.h"
+#include "guest/arch/hypercall.h"
+#include "guest/arch/percpu.h"
+#include "guest/kernel/model.h"
+#include "guest/mm/kernel_map.h"
+#include "guest/mm/page_alloc.h"
+#include "guest/programs/selftest.h"
 #include "shared/abi.h"
 #include "shared/x86.h"
 
@@ -15,7 +15,7 @@ extern "C" char __image_end[];
 namespace activemm::guest {
 
 constinit PerCpu percpu[abi::kMaxCpus] = {};
-// Never written: only this_cpu()'s asm names it (guest/percpu.h says why).
+// Never written: only this_cpu()'s asm names it (guest/arch/percpu.h says why).
 constinit int this_cpu_anchor = 0;
 constinit const abi::BootParams* boot_params = nullptr;
 constinit abi::GuestInfo* guest_info = nullptr;

@@ -247,8 +247,8 @@ enum class MmBug : uint32_t {
   // from kSlowSteps on is a hook (the step loop tests that with one compare).
   kSlowSteps = 11,     // every step first spins kSlowStepTscCycles: long runs on any host
   kStallHalfway = 12,  // the CPU of the middle step spins there, interrupts off, forever
-  // Not bugs: a hostile guest (guest/hostile.h), for the tests that the host survives one. At
-  // the middle step the CPU writes garbage into what the host reads, then asks it to verify.
+  // Not bugs: a hostile guest (guest/programs/hostile.h), for the tests that the host survives one.
+  // At the middle step the CPU writes garbage into what the host reads, then asks it to verify.
   kHostileTaskIndex = 13,  // rq->curr, rq->prev_mm, a task's mm and active_mm out of range
   kHostileMmSlot = 14,     // a live mm slot's mm_struct outside RAM; init_mm's slot state junk
   kHostileDirectory = 15,  // the model directory's tables outside RAM, its counts at 2^32-1
@@ -353,7 +353,7 @@ struct StepLoopCpu {
   uint32_t kicks_sent;   // wake-ups other CPUs sent it (added atomically before each IPI)
   uint32_t kicks_taken;  // wake-up interrupts it handled
   // Interrupts taken at the HLT of "sti; hlt", inside STI's shadow, which hardware never does
-  // (guest/cpu.h SafeHaltThenCli); counted for every program, not only scenarios.
+  // (guest/arch/cpu.h SafeHaltThenCli); counted for every program, not only scenarios.
   uint32_t shadow_interrupts;
   uint32_t reserved;
 };

@@ -3,7 +3,7 @@ from guest memory, so garbage there ends the run with a reported violation or gu
 its exit status, within the watchdog, never a host crash, hang or unbounded allocation.
 
 `--inject=hostile-CASE` (test hooks, not model bugs: shared/mm_abi.h MmBug kHostile*, the guest
-side in guest/hostile.cc) makes the guest, at the middle step of the built-in scenario, write
+side in guest/programs/hostile.cc) makes the guest, at the middle step of the built-in scenario, write
 garbage into what the host reads and ask the host to verify. If the host let it go on, the guest
 panics with "hostile hook: the host verified the corrupted state and let the guest go on", which
 these tests would see as the wrong exit status and message.

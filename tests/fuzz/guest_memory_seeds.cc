@@ -232,7 +232,7 @@ void Mailbox(Seed& s, int cpu) {
   mb->log_len = sizeof log - 1;
   mb->arg[0] = abi::kCheckpointOnline;
   const char msg[] = "GUEST_CHECK(mm->mm_count > 0) failed";
-  const char file[] = "guest/mm.cc";
+  const char file[] = "guest/mm/mm.cc";
   std::memcpy(mb->panic.message, msg, sizeof msg);
   std::memcpy(mb->panic.file, file, sizeof file);
   mb->panic.line = 123;

@@ -87,8 +87,8 @@ TEST_F(SelftestFailureTest, GuestCheckFailureIsReportedWithFileLineAndValues) {
   EXPECT_EQ(r->run.outcome, Outcome::kGuestPanic);
   EXPECT_EQ(r->run.failed_cpu, 0);
   EXPECT_THAT(r->run.report,
-              AllOf(HasSubstr("guest/selftest.cc:"), HasSubstr("check failed: rep.online == 0"),
-                    HasSubstr("[values: 0x1, 0]")));
+              AllOf(HasSubstr("guest/programs/selftest.cc:"),
+                    HasSubstr("check failed: rep.online == 0"), HasSubstr("[values: 0x1, 0]")));
 }
 
 TEST_F(SelftestFailureTest, SpinningGuestIsStoppedByTheWatchdog) {

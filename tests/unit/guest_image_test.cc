@@ -209,8 +209,8 @@ TEST(GuestImageParseTest, SymbolListingQuirks) {
 TEST(GuestImageParseTest, SourceFilesFromAnNmDashLListing) {
   // `nm -l` appends a tab and "path:line"; the file's name is kept, its folder dropped.
   constexpr char kListing[] =
-      "ffffffff80200030 T _start\tbuild/guest/guest/entry.S:22\n"
-      "ffffffff80200100 T ns::Fn(int, long)\tguest/sched.cc:142\n"
+      "ffffffff80200030 T _start\tbuild/guest/guest/arch/entry.S:22\n"
+      "ffffffff80200100 T ns::Fn(int, long)\tguest/kernel/sched.cc:142\n"
       "ffffffff80200200 T no_line\tlib.cc\n"
       "ffffffff80200300 T bare\n";
   std::vector<uint8_t> bytes = Bytes(GoodHeader());

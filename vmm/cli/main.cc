@@ -98,8 +98,8 @@ constexpr Named<abi::MmBug> kMmBugs[] = {
      "not a bug, for tests: every step first spins about 1 ms, so a long program takes long"},
     {"stall", abi::MmBug::kStallHalfway,
      "not a bug, for tests: the guest stops making progress at the middle step (watchdog)"},
-    // A hostile guest (guest/hostile.h; docs/architecture.md "A hostile guest"): at the middle
-    // step the guest corrupts what the host reads, to test that the host reports it and
+    // A hostile guest (guest/programs/hostile.h; docs/architecture.md "A hostile guest"): at the
+    // middle step the guest corrupts what the host reads, to test that the host reports it and
     // survives. Test hooks, not bugs of the model.
     {"hostile-task-index", abi::MmBug::kHostileTaskIndex,
      "task and mm indices out of range in a run-queue and a task", true},

@@ -50,7 +50,7 @@ absl::StatusOr<GuestImage> GuestImage::Parse(absl::Span<const uint8_t> bytes,
   }
   img.bytes_ = bytes;
   for (absl::string_view line : absl::StrSplit(symbols, '\n', absl::SkipEmpty())) {
-    // "ffffffff80200030 T _start", with `nm -l` then a tab and "guest/entry.S:22".
+    // "ffffffff80200030 T _start", with `nm -l` then a tab and "guest/arch/entry.S:22".
     std::pair<absl::string_view, absl::string_view> at = absl::StrSplit(line, '\t');
     std::vector<absl::string_view> f = absl::StrSplit(at.first, absl::MaxSplits(' ', 2));
     uint64_t va;

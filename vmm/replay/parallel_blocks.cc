@@ -26,7 +26,7 @@ class ProgramState {
     return task >= 0 && static_cast<size_t>(task) < mm_.size() ? mm_[task] : abi::kNoMm;
   }
   // Whether a switch to `task` returns to ring 3 (a user task with an mm): its ring-3 burst
-  // uses its mm's control page and user stack (guest/user_burst.cc).
+  // uses its mm's control page and user stack (guest/programs/user_burst.cc).
   bool ReturnsToUser(int32_t task) const {
     return MmOf(task) != abi::kNoMm &&
            !(static_cast<size_t>(task) < kthread_.size() && kthread_[task]);

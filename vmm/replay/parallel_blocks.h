@@ -38,8 +38,8 @@ struct ParallelBlocks {
 // flush IPI is pending on, no verification after it) and neither the task it leaves nor the
 // task it runs is touched by another CPU's step in the block, nor, when the task it runs goes
 // back to ring 3, that task's mm: the ring-3 burst that follows a switch to a user task uses
-// its mm's control page and user stack (guest/user_burst.cc), one CPU at a time. Nothing else
-// in a block can make its outcome depend on the interleaving:
+// its mm's control page and user stack (guest/programs/user_burst.cc), one CPU at a time. Nothing
+// else in a block can make its outcome depend on the interleaving:
 // - What a switch writes is its CPU's own (loaded_mm, ASID slots, is_lazy, counters) or atomic
 //   and commutative on the mm (its own bit of mm_cpumask, mm_count's lazy references).
 // - What it reads of another CPU's doing is the mm's tlb_gen, which only a flush changes, and

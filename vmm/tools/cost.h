@@ -1,7 +1,7 @@
 // `activemm cost`: what one context switch costs the guest, per case (user -> kernel thread,
 // kernel thread -> user, user -> user, ...) with lazy TLB on and off. Each mode runs the guest's
-// cost program (guest/cost.cc) on a fresh single-vCPU VM. Per measured switch the guest reports
-// TSC cycles; where the host's KVM has binary statistics and emulates ring 0, the host also
+// cost program (guest/programs/cost.cc) on a fresh single-vCPU VM. Per measured switch the guest
+// reports TSC cycles; where the host's KVM has binary statistics and emulates ring 0, the host also
 // counts the switch's ring-0 instructions exactly (the vCPU statistic insn_emulation, read at
 // the marks around the switch). docs/costs.md explains the method and the numbers.
 #ifndef ACTIVEMM_VMM_TOOLS_COST_H_

@@ -35,7 +35,7 @@ struct SelftestResult {
   bool passed = false;               // run completed and all three checkpoints passed
 };
 
-// Checks the guest's self-test reports at each checkpoint (see guest/selftest.cc).
+// Checks the guest's self-test reports at each checkpoint (see guest/programs/selftest.cc).
 class SelftestVerifier {
  public:
   SelftestVerifier(const GuestImage& image, int cpus) : image_(image), cpus_(cpus) {}
