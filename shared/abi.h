@@ -124,7 +124,7 @@ static_assert(offsetof(GuestInfo, swapper_pgd_pa) == 8);
 
 // ---- Hypercalls --------------------------------------------------------------------------------
 // A hypercall is a 32-bit OUT of its number to kHypercallPort. Port I/O exits to the host
-// synchronously on both hardware KVM and the software hypervisor of the CI machines, and the
+// synchronously on hardware KVM, nested KVM and the software hypervisor (kvm_pvm), and the
 // number arrives in kvm_run's I/O data, so the host needs no KVM_GET_REGS. Arguments travel in
 // the calling CPU's mailbox, which the host reads through its bounds-checked accessor.
 inline constexpr uint16_t kHypercallPort = ACTIVEMM_HYPERCALL_PORT;
@@ -156,8 +156,9 @@ inline constexpr uint64_t kVerifyNoCheck = ~uint64_t{0};
 inline constexpr uint64_t kCheckpointKernelTables = 1;  // CPU 0 has built init_mm's page table
 inline constexpr uint64_t kCheckpointOnline = 2;        // every CPU has reported in
 inline constexpr uint64_t kCheckpointSelftest = 3;      // IPIs and ring 3 done on every CPU
-// Checkpoint id of the scenario program.
-inline constexpr uint64_t kCheckpointModelReady = 10;  // every CPU has its rq and tlbstate
+// Checkpoint ids of the scenario program.
+inline constexpr uint64_t kCheckpointModelReady = 10;  // CPU 0 has the configuration and init_mm
+inline constexpr uint64_t kCheckpointCpusReady = 11;   // every CPU has its rq and tlbstate
 
 // The CPU state at an exception, as pushed by the CPU and the guest's trap entry.
 struct FaultReport {

@@ -113,26 +113,33 @@ struct TlbContext {  // cpu_tlbstate.ctxs[asid]
   uint64_t tlb_gen;
 };
 
-// Event counters, per CPU, counted from the first scenario step on.
+// Event counters, per CPU, counted from the first scenario step on. The one list of their names:
+// the struct, the host's name table (vmm/model/scenario.cc MmCounterNames) and the reports come
+// from it; tests/python/test_names.py checks the Python scenario library's copy against it.
+#define ACTIVEMM_MM_COUNTERS(X)                                                           \
+  X(context_switches)                                                                     \
+  X(switch_user_to_kernel)                                                                \
+  X(switch_kernel_to_kernel)                                                              \
+  X(switch_kernel_to_user)                                                                \
+  X(switch_user_to_user)                                                                  \
+  X(cr3_writes)                                                                           \
+  X(cr3_writes_flush)                                                                     \
+  X(cr3_writes_noflush) /* loads that keep (or, with modeled PCID, would keep) the TLB */ \
+  X(invlpg)                                                                               \
+  X(lazy_entries) /* enter_lazy_tlb that set is_lazy */                                   \
+  X(lazy_grabs)   /* mmgrab_lazy_tlb that took a reference */                             \
+  X(lazy_drops)   /* mmdrop_lazy_tlb that dropped one */                                  \
+  X(ipis_sent)                                                                            \
+  X(ipis_received)                                                                        \
+  X(shootdowns)                                                                           \
+  X(full_flushes)                                                                         \
+  X(leave_mm)                                                                             \
+  X(user_bursts) /* ring-3 runs of user tasks */
+
 struct MmCounters {
-  uint64_t context_switches;
-  uint64_t switch_user_to_kernel;
-  uint64_t switch_kernel_to_kernel;
-  uint64_t switch_kernel_to_user;
-  uint64_t switch_user_to_user;
-  uint64_t cr3_writes;
-  uint64_t cr3_writes_flush;
-  uint64_t cr3_writes_noflush;  // loads that keep (or, with modeled PCID, would keep) the TLB
-  uint64_t invlpg;
-  uint64_t lazy_entries;  // enter_lazy_tlb that set is_lazy
-  uint64_t lazy_grabs;    // mmgrab_lazy_tlb that took a reference
-  uint64_t lazy_drops;    // mmdrop_lazy_tlb that dropped one
-  uint64_t ipis_sent;
-  uint64_t ipis_received;
-  uint64_t shootdowns;
-  uint64_t full_flushes;
-  uint64_t leave_mm;
-  uint64_t user_bursts;  // ring-3 runs of user tasks
+#define ACTIVEMM_MM_COUNTER_FIELD(name) uint64_t name;
+  ACTIVEMM_MM_COUNTERS(ACTIVEMM_MM_COUNTER_FIELD)
+#undef ACTIVEMM_MM_COUNTER_FIELD
 };
 inline constexpr int kNumMmCounters = sizeof(MmCounters) / sizeof(uint64_t);
 static_assert(sizeof(MmCounters) == 18 * 8);

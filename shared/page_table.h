@@ -23,13 +23,13 @@ namespace activemm {
 
 enum class PtStatus : uint8_t {
   kOk = 0,
-  kNotMapped,      // no present leaf covers the address
-  kBadTable,       // a table address was refused by Mem::Table (corrupt or out of range)
-  kNoMemory,       // Mem::AllocTable failed
-  kAlreadyMapped,  // Map over a present leaf
-  kHugeInTheWay,   // a huge page covers the address at a level Map or Unmap must descend
-  kNotCanonical,   // the virtual address is not canonical
-  kMisaligned,     // va or pa not aligned to the page size
+  kNotMapped,       // no present leaf covers the address
+  kBadTable,        // a table address was refused by Mem::Table (corrupt or out of range)
+  kNoMemory,        // Mem::AllocTable failed
+  kAlreadyMapped,   // Map over a present leaf
+  kHugeInTheWay,    // a huge page covers the address at a level Map or Unmap must descend
+  kNotCanonical,    // the virtual address is not canonical
+  kMisaligned,      // va or pa not aligned to the page size
   kBudgetExceeded,  // ForEachLeaf visited more entries than allowed
   kLoop             // ForEachLeaf met a table that is also one above it on its path
 };

@@ -1,5 +1,5 @@
-// Inline accessors for privileged x86 instructions (the kvm-unit-tests processor.h habit). On
-// the CI machines every ring-0 instruction is emulated (~1 us), so these stay single
+// Inline accessors for privileged x86 instructions (the kvm-unit-tests processor.h habit). Where
+// ring 0 is emulated (kvm_pvm) every ring-0 instruction costs about 1 us, so these stay single
 // instructions and callers avoid redundant ones.
 #ifndef ACTIVEMM_GUEST_ARCH_CPU_H_
 #define ACTIVEMM_GUEST_ARCH_CPU_H_

@@ -1,7 +1,7 @@
 /* Ring-3 code. It lives in .user_text, on pages of its own that user page tables map with U=1
  * and read-only; it runs natively even where ring 0 is emulated, so heavy page touching happens
- * here. It returns to the kernel with `ud2` (rax = request, rdi/rsi = values): the CI machines'
- * hypervisor supports neither SYSCALL nor INT n from ring 3 (docs/architecture.md). */
+ * here. It returns to the kernel with `ud2` (rax = request, rdi/rsi = values): the software
+ * hypervisor (kvm_pvm) supports neither SYSCALL nor INT n from ring 3 (docs/architecture.md). */
 #define SYS_EXIT_TO_KERNEL 0 /* guest/arch/user_mode.h kSysExitToKernel */
 
 .section .user_text, "ax"

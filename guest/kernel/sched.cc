@@ -99,7 +99,8 @@ void sched_init_cpu() {
   CpuMmState* rq = this_rq();
   rq->curr = rq->idle = static_cast<int32_t>(cpu);
   rq->prev_mm = abi::kNoMm;
-  // The boot idle task holds a lazy reference on init_mm (rule 3); not an event of the run.
+  // The boot idle task holds a lazy reference on init_mm (init_task.active_mm = &init_mm;
+  // sched_init's mmgrab_lazy_tlb in kernel/sched/core.c); not an event of the run.
   if (LazyRefs()) mmgrab(abi::kInitMm);
 }
 
@@ -155,7 +156,8 @@ void context_switch(int32_t next_index) {
         prev->active_mm = abi::kNoMm;
       }
     } else {
-      // No lazy TLB: load init_mm instead of keeping the user page table (rule 24).
+      // No lazy TLB: load init_mm instead of keeping the user page table (enter_lazy_tlb with
+      // tlb_use_lazy_mode off, arch/x86/mm/tlb.c of Linux 4.14-4.18).
       switch_mm_irqs_off(abi::kInitMm);
       next->active_mm = abi::kInitMm;
       if (prev->mm == abi::kNoMm) prev->active_mm = abi::kNoMm;

@@ -1,6 +1,6 @@
 // A small printf for the guest log: %d %u %x %s %c %p %% with the l, ll and z modifiers.
-// Each formatted character costs ring-0 instructions (~1 us each on the CI machines): the
-// guest logs sparingly.
+// Each formatted character costs ring-0 instructions (~1 us each where ring 0 is emulated,
+// kvm_pvm): the guest logs sparingly.
 #ifndef ACTIVEMM_GUEST_LIB_FORMAT_H_
 #define ACTIVEMM_GUEST_LIB_FORMAT_H_
 

@@ -38,8 +38,8 @@ uint64_t BuildSwapperPgd(uint64_t mem_bytes, uint64_t image_end_pa) {
 uint64_t AllocPgdWithKernelHalf(uint64_t swapper_pgd_pa) {
   // init_mm's kernel half uses only a few of its 256 top-level entries (direct map, image) and
   // never changes after boot, so those are found once and copied alone: a loop over all 256
-  // costs over a thousand emulated instructions on every mm creation on the CI machines. The
-  // rest of a fresh page is already zero.
+  // costs over a thousand emulated instructions on every mm creation where ring 0 is emulated
+  // (kvm_pvm). The rest of a fresh page is already zero.
   static constinit int present[abi::kFirstKernelPml4Index] = {};
   static constinit int num_present = -1;
   const auto* src = static_cast<const uint64_t*>(PhysToVirt(swapper_pgd_pa));

@@ -1,7 +1,7 @@
 // arch/x86/mm/tlb.c: switch_mm_irqs_off, choose_new_asid, enter_lazy_tlb, flush_tlb_mm_range
 // and initialize_tlbstate_and_flush, on this CPU's cpu_tlbstate (CpuMmState).
 //
-// Every instruction here is emulated on the CI machines (~1 us each): the paths that write no
+// Every instruction here is emulated where ring 0 is (kvm_pvm, ~1 us each): the paths that write no
 // CR3 (same mm, not lazy; lazy with an up-to-date tlb_gen) return after a handful of loads.
 #include "guest/arch/apic.h"
 #include "guest/arch/cpu.h"
@@ -74,7 +74,7 @@ void switch_mm_irqs_off(int32_t next) {
   const uint16_t prev_asid = rq->loaded_mm_asid;
   const bool was_lazy = rq->is_lazy;
   // Same mm, not lazy (another thread of the process): the common case returns here after a
-  // few loads; every ring-0 instruction is emulated on the CI machines.
+  // few loads; every ring-0 instruction is emulated on kvm_pvm.
   if (prev == next && !was_lazy) return;
   MmStruct* n = Mm(next);
   if (was_lazy) rq->is_lazy = 0;

@@ -353,7 +353,7 @@ void RunScenario() {
   this_cpu()->kicks_taken = &StepLoopState(cpu)->kicks_taken;  // counted by entry.S kick_entry
   sched_init_cpu();
   initialize_tlbstate();
-  Checkpoint(abi::kCheckpointModelReady + 1);
+  Checkpoint(abi::kCheckpointCpusReady);
   StepLoop();
 }
 

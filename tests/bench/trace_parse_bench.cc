@@ -34,10 +34,11 @@ void BM_ParseTrace(benchmark::State& state, const std::string& name) {
     benchmark::DoNotOptimize(t);
   }
   state.SetBytesProcessed(static_cast<int64_t>(text.size()) * state.iterations());
-  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events),
-                                                  benchmark::Counter::kIsRate);
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
-BENCHMARK_CAPTURE(BM_ParseTrace, pipe_proc, std::string("pipe-proc"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ParseTrace, pipe_proc, std::string("pipe-proc"))
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_ParseTrace, make, std::string("make"))->Unit(benchmark::kMillisecond);
 
 }  // namespace

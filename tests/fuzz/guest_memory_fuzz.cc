@@ -132,7 +132,8 @@ void Scenario(activemm::GuestMemory& mem, const Fixture& fx, const GuestMemoryFu
   // zeroed and faulted in, was half of this target's time.
   static std::vector<uint8_t>& written =
       *new std::vector<uint8_t>(abi::kProgramWindow * sizeof(abi::StepRecord));
-  const bool have_records = mem.ReadBytes(abi::kProgramRecordsPa, written.data(), written.size()).ok();
+  const bool have_records =
+      mem.ReadBytes(abi::kProgramRecordsPa, written.data(), written.size()).ok();
   activemm::ProgramStream stream(sc.program, mem);
   if (have_records && stream.Start(abi::ScenarioHeader{}).ok() &&
       mem.WriteBytes(abi::kProgramRecordsPa, written.data(), written.size()).ok()) {

@@ -32,10 +32,10 @@ namespace fs = std::filesystem;
 
 struct SharedTrace {
   const char* name;
-  int real_loads;  // CR3 loads of the traced kernel's switches; all matched today
-  int extra_loads = 0;    // the emulator's loads where the kernel had none (docs/replay.md)
-  int truth_unknown = 1;  // switches with no next event on their CPU: the trace's last ones
-  bool in_repo = false;   // under tests/traces (must be there), else ../shared/traces
+  int real_loads;           // CR3 loads of the traced kernel's switches; all matched today
+  int extra_loads = 0;      // the emulator's loads where the kernel had none (docs/replay.md)
+  int truth_unknown = 1;    // switches with no next event on their CPU: the trace's last ones
+  bool in_repo = false;     // under tests/traces (must be there), else ../shared/traces
   int steps_in_blocks = 0;  // program steps the planner puts in parallel blocks
   friend std::ostream& operator<<(std::ostream& os, const SharedTrace& t) { return os << t.name; }
 };

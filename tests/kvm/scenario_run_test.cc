@@ -243,8 +243,8 @@ TEST_F(ScenarioRunTest, AProgramLongerThanTheWindowStreamsThroughIt) {
   const std::string i1 = R"({"op": "idle", "cpu": 1})";
   for (int round = 0; round < 4400; ++round) {
     if (round % 37 == 36) {  // 5 program steps: its slots fall across every position
-      steps.push_back(absl::StrFormat(R"({"op": "parallel", "steps": {"0": [%s, %s], "1": [%s, %s]}})",
-                                      a0, k0, b1, i1));
+      steps.push_back(absl::StrFormat(
+          R"({"op": "parallel", "steps": {"0": [%s, %s], "1": [%s, %s]}})", a0, k0, b1, i1));
     } else {
       for (const std::string* s : {&a0, &b1, &k0, &i1}) steps.push_back(*s);
     }
@@ -253,9 +253,10 @@ TEST_F(ScenarioRunTest, AProgramLongerThanTheWindowStreamsThroughIt) {
   // The last round leaves K on CPU 0, borrowing A.
   steps.push_back(R"({"op": "check", "mm": "A", "mm_users": 1, "mm_count": 2, "loaded_on": [0],
                       "lazy_on": [0]})");
-  Scenario sc = Compile(absl::StrFormat(R"({"version": 1, "name": "long", "cpus": 2, "steps": [%s]})",
-                                        absl::StrJoin(steps, ",")),
-                        /*every_step=*/false);
+  Scenario sc =
+      Compile(absl::StrFormat(R"({"version": 1, "name": "long", "cpus": 2, "steps": [%s]})",
+                              absl::StrJoin(steps, ",")),
+              /*every_step=*/false);
   ASSERT_GT(sc.program.size(), 2u * abi::kProgramWindow);
   ScenarioRunOptions o = Options(abi::LazyMode::kOn);
   o.record_step_state = true;  // the records' curr is checked below

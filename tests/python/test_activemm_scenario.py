@@ -112,16 +112,6 @@ def test_every_op_has_a_method():
         assert callable(getattr(Scenario, op)), op
 
 
-def test_counter_names_match_mm_abi_h():
-    with open(os.path.join(ROOT, "shared", "mm_abi.h"), encoding="utf-8") as f:
-        text = f.read()
-    body = text[text.index("struct MmCounters {"):]
-    body = body[:body.index("};")]
-    names = [line.split()[1].rstrip(";") for line in body.splitlines()
-             if line.strip().startswith("uint64_t")]
-    assert tuple(names) == lib.COUNTER_NAMES
-
-
 def test_top_level_fields():
     s = Scenario("demo", cpus=2).spawn("A")
     d = s.to_dict()

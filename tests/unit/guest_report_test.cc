@@ -228,7 +228,7 @@ TEST(DescribeLapicTest, PendingAndInServiceVectorsInOrderWithTpr) {
   SetVector(lapic, 0x200, 0x20);
   SetVector(lapic, 0x100, 0xf2);  // ISR
   SetVector(lapic, 0x100, 0xff);
-  lapic.regs[0x80] = 0x10;        // TPR
+  lapic.regs[0x80] = 0x10;  // TPR
   EXPECT_EQ(DescribeLapic(lapic), "APIC: pending 0x20 0xf1; in service 0xf2 0xff; TPR 0x10");
 }
 

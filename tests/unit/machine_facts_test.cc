@@ -43,9 +43,9 @@ TEST(MachineFactsTest, NoPcidFlagOrANopcidBootMeansTheKernelDidNotUseIt) {
 }
 
 TEST(MachineFactsTest, AnX86KernelRefcountsWithoutItsConfig) {
-  EXPECT_EQ(ParseMachineFacts(FormatMachineFacts("r", "x86_64", 1, kCpuinfoNoPcid, "", ""))
-                .lazy_tlb,
-            "refcount");
+  EXPECT_EQ(
+      ParseMachineFacts(FormatMachineFacts("r", "x86_64", 1, kCpuinfoNoPcid, "", "")).lazy_tlb,
+      "refcount");
 }
 
 TEST(MachineFactsTest, AShootdownKernelIsRecorded) {

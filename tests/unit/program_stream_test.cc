@@ -18,7 +18,8 @@ using ::testing::HasSubstr;
 class ProgramStreamTest : public ::testing::Test {
  protected:
   // Guest RAM up to the image: the header, the steps' and the records' slots.
-  ProgramStreamTest() : ram_(abi::kImageLoadPa), mem_(GuestMemory::WrapForTesting(ram_.data(), ram_.size())) {}
+  ProgramStreamTest()
+      : ram_(abi::kImageLoadPa), mem_(GuestMemory::WrapForTesting(ram_.data(), ram_.size())) {}
 
   static std::vector<abi::Step> Program(uint32_t n) {
     std::vector<abi::Step> p(n);
@@ -32,7 +33,8 @@ class ProgramStreamTest : public ::testing::Test {
     return reinterpret_cast<abi::Step*>(&ram_[abi::kProgramStepsPa])[abi::ProgramSlot(step)];
   }
   abi::StepRecord& Record(uint32_t step) {
-    return reinterpret_cast<abi::StepRecord*>(&ram_[abi::kProgramRecordsPa])[abi::ProgramSlot(step)];
+    return reinterpret_cast<abi::StepRecord*>(
+        &ram_[abi::kProgramRecordsPa])[abi::ProgramSlot(step)];
   }
   // What the guest does when it finishes step i: its record in i's slot.
   void Finish(uint32_t i) {

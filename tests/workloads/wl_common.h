@@ -9,24 +9,24 @@
 #include <string.h>
 
 /* A workload whose system call failed is no workload: say which and stop. */
-#define WL_CHECK(cond, what)                                                             \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      fprintf(stderr, "%s: %s failed: %s\n", program_invocation_short_name, (what),      \
-              strerror(errno));                                                          \
-      exit(1);                                                                           \
-    }                                                                                    \
+#define WL_CHECK(cond, what)                                                        \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      fprintf(stderr, "%s: %s failed: %s\n", program_invocation_short_name, (what), \
+              strerror(errno));                                                     \
+      exit(1);                                                                      \
+    }                                                                               \
   } while (0)
 
 /* pthread functions return the error instead of setting errno. */
-#define WL_CHECK_PT(call, what)                                                          \
-  do {                                                                                   \
-    int wl_err_ = (call);                                                                \
-    if (wl_err_ != 0) {                                                                  \
-      fprintf(stderr, "%s: %s failed: %s\n", program_invocation_short_name, (what),      \
-              strerror(wl_err_));                                                        \
-      exit(1);                                                                           \
-    }                                                                                    \
+#define WL_CHECK_PT(call, what)                                                     \
+  do {                                                                              \
+    int wl_err_ = (call);                                                           \
+    if (wl_err_ != 0) {                                                             \
+      fprintf(stderr, "%s: %s failed: %s\n", program_invocation_short_name, (what), \
+              strerror(wl_err_));                                                   \
+      exit(1);                                                                      \
+    }                                                                               \
   } while (0)
 
 /* argv[i] as a number in [lo, hi], or `def` when absent. */

@@ -632,10 +632,13 @@ int Selftest(const ParsedCommandLine& cl) {
 }
 
 // The project's scripts/ folder (stress_gen.py, activemm_scenario.py): $ACTIVEMM_SCRIPTS, else
-// the one of this source tree.
+// the one of the source tree this binary was built from, found from the binary's own place.
 std::string ScriptsDir() {
-  const char* env = std::getenv("ACTIVEMM_SCRIPTS");
-  return env != nullptr ? env : ACTIVEMM_SCRIPTS_DIR;
+  if (const char* env = std::getenv("ACTIVEMM_SCRIPTS"); env != nullptr) return env;
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const std::filesystem::path dir = ec ? std::filesystem::current_path(ec) : self.parent_path();
+  return (dir / ACTIVEMM_SCRIPTS_FROM_BINARY).lexically_normal().string();
 }
 
 // `s` quoted for /bin/sh.

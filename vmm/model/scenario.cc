@@ -45,24 +45,9 @@ namespace activemm {
 
 const std::vector<std::string>& MmCounterNames() {
   static const std::vector<std::string>* const kNames = new std::vector<std::string>{
-      "context_switches",
-      "switch_user_to_kernel",
-      "switch_kernel_to_kernel",
-      "switch_kernel_to_user",
-      "switch_user_to_user",
-      "cr3_writes",
-      "cr3_writes_flush",
-      "cr3_writes_noflush",
-      "invlpg",
-      "lazy_entries",
-      "lazy_grabs",
-      "lazy_drops",
-      "ipis_sent",
-      "ipis_received",
-      "shootdowns",
-      "full_flushes",
-      "leave_mm",
-      "user_bursts",
+#define ACTIVEMM_MM_COUNTER_NAME(name) #name,
+      ACTIVEMM_MM_COUNTERS(ACTIVEMM_MM_COUNTER_NAME)
+#undef ACTIVEMM_MM_COUNTER_NAME
   };
   return *kNames;
 }
@@ -70,11 +55,6 @@ const std::vector<std::string>& MmCounterNames() {
 namespace {
 
 using json = nlohmann::json;
-
-// Kept next to the list above: a counter added to abi::MmCounters must get its name here too.
-constexpr int kNumCounterNames = 18;
-static_assert(kNumCounterNames == abi::kNumMmCounters,
-              "MmCounterNames() must name every field of abi::MmCounters, in order");
 
 constexpr int kMinCpus = 1;
 constexpr int kMaxCpus = static_cast<int>(abi::kMaxCpus);

@@ -48,7 +48,7 @@ struct HostCheck {
   uint32_t pcid_modes = kEveryPcidMode;
 
   // kCheck: exactly one of mm_slot / task is set.
-  std::optional<int32_t> mm_slot;  // "mm": a slot number (see CompiledScenario::mm_names)
+  std::optional<int32_t> mm_slot;  // "mm": a slot number (see Scenario::mm_names)
   std::optional<int32_t> task;     // "task": that task's active_mm at this point
   std::optional<int64_t> mm_users;
   std::optional<int64_t> mm_count;
