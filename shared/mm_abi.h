@@ -202,29 +202,24 @@ inline constexpr uint32_t kFlushFinish = 4;
 
 inline constexpr uint32_t kStepVerifyAfter = 1;  // the host verifies after this step
 
+// One program step. Every field means one thing; a field an op does not use is zero (kNoTask,
+// kNoMm for the references).
 struct Step {
   uint32_t op;  // StepOp
   uint32_t cpu;
   int32_t task;
-  int32_t parent;  // kFlush: the high half of the late CPUs (LateIpiCpus)
+  int32_t parent;  // kCloneVm, kFork: the task copied
   int32_t mm;
   uint32_t pages;
-  uint32_t prot;   // kPageWritable or 0 (mprotect); kFlush: the low half of the late CPUs
+  uint32_t prot;   // kMprotect: kPageWritable or 0
   uint32_t flags;  // kStepVerifyAfter
   uint32_t index;  // the step's index in the scenario file (for reports)
-  uint32_t arg;
+  uint32_t arg;    // the op's argument (StepOp says which)
+  // kFlush: the CPUs whose flush IPI lands only after their next step (a replayed trace shows
+  // them switching away before they handled it). The initiator does not wait for them.
+  uint64_t late_ipi_cpus;
 };
-static_assert(sizeof(Step) == 40);
-
-// kFlush: the CPUs whose flush IPI lands only after their next step (a replayed trace shows
-// them switching away before they handled it). The initiator does not wait for them.
-inline uint64_t LateIpiCpus(const Step& s) {
-  return (uint64_t{static_cast<uint32_t>(s.parent)} << 32) | s.prot;
-}
-inline void SetLateIpiCpus(Step& s, uint64_t cpus) {
-  s.prot = static_cast<uint32_t>(cpus);
-  s.parent = static_cast<int32_t>(static_cast<uint32_t>(cpus >> 32));
-}
+static_assert(sizeof(Step) == 48);
 
 enum class LazyMode : uint32_t {
   kOn = 1,         // Linux today: CONFIG_MMU_LAZY_TLB_REFCOUNT=y
@@ -334,7 +329,7 @@ static_assert(sizeof(ScenarioHeader) <= kProgramStepsPa - kScenarioPa);
 static_assert(kProgramRecordsPa + kProgramWindow * sizeof(StepRecord) <= kImageLoadPa);
 static_assert(kMailboxPa + kMaxCpus * kMailboxSize <= kScenarioPa);
 // The longest program the host accepts: its steps and records are kept in host memory
-// (88 bytes a step, 2.8 GiB at the limit).
+// (96 bytes a step, 3 GiB at the limit).
 inline constexpr uint32_t kMaxProgramSteps = 32u << 20;
 inline constexpr uint32_t ProgramSlot(uint32_t step) { return step & (kProgramWindow - 1); }
 

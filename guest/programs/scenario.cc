@@ -135,9 +135,9 @@ void ExecuteStep(const abi::Step& s) {
         GUEST_CHECK_VALUES(this_cpu()->flush_info.mm == s.mm, 2,
                            static_cast<uint64_t>(this_cpu()->flush_info.mm),
                            static_cast<uint64_t>(s.mm));
-        flush_tlb_mm_range_finish(abi::LateIpiCpus(s));
+        flush_tlb_mm_range_finish(s.late_ipi_cpus);
       } else {
-        flush_tlb_mm_range(s.mm, start, end, freed, abi::LateIpiCpus(s));
+        flush_tlb_mm_range(s.mm, start, end, freed, s.late_ipi_cpus);
       }
       return;
     }

@@ -55,7 +55,7 @@ class ProgramBuilder {
   ProgramBuilder& Flush(int cpu, int32_t task, int32_t mm, uint64_t late_cpus) {
     abi::Step s = Make(StepOp::kFlush, cpu, task);
     s.mm = mm;
-    abi::SetLateIpiCpus(s, late_cpus);
+    s.late_ipi_cpus = late_cpus;
     prog_.push_back(s);
     return *this;
   }

@@ -221,7 +221,7 @@ std::string FlushFinish(uint32_t cpu, int32_t task, int32_t mm, uint32_t ev, boo
   abi::Step s = S(Op::kFlush, cpu, task, ev);
   s.mm = mm;
   s.arg = abi::kFlushFinish;
-  if (ipi) abi::SetLateIpiCpus(s, late);
+  if (ipi) s.late_ipi_cpus = late;
   return Str(s);
 }
 std::string Verify(uint32_t ev, uint32_t check) {
@@ -769,7 +769,7 @@ TEST(ReplayPlanTest, ALateIpiLandsAfterItsTargetSwitchedAway) {
                           FlushBegin(0, 2, 1, 1, 4), FlushFinish(0, 2, 1, 4, true, 1u << 1),
                           IdleStep(1, 6),  //
                           FlushBegin(0, 2, 1, 1, 7), FlushFinish(0, 2, 1, 7, true, 0)));
-  EXPECT_EQ(abi::LateIpiCpus(plan.scenario.program[5]), 2u);
+  EXPECT_EQ(plan.scenario.program[5].late_ipi_cpus, 2u);
   EXPECT_EQ(plan.stats.late_ipis, 1);
   EXPECT_EQ(plan.stats.flushes, 2);
   EXPECT_EQ(plan.stats.flushes_local_part, 2);

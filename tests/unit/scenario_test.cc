@@ -40,13 +40,14 @@ uint32_t Op(abi::StepOp op) { return static_cast<uint32_t>(op); }
 abi::Step MakeStep(abi::StepOp op, uint32_t cpu, int32_t task, int32_t parent, int32_t mm,
                    uint32_t pages, uint32_t prot, uint32_t index, uint32_t arg = 0,
                    uint32_t flags = 0) {
-  return abi::Step{Op(op), cpu, task, parent, mm, pages, prot, flags, index, arg};
+  return abi::Step{Op(op), cpu, task, parent, mm, pages, prot, flags, index, arg, 0};
 }
 
 std::string Describe(const abi::Step& s) {
   return absl::StrFormat(
-      "{op %d cpu %d task %d parent %d mm %d pages %d prot %d flags %d index %d arg %d}", s.op,
-      s.cpu, s.task, s.parent, s.mm, s.pages, s.prot, s.flags, s.index, s.arg);
+      "{op %d cpu %d task %d parent %d mm %d pages %d prot %d flags %d index %d arg %d late %#x}",
+      s.op, s.cpu, s.task, s.parent, s.mm, s.pages, s.prot, s.flags, s.index, s.arg,
+      s.late_ipi_cpus);
 }
 
 void ExpectProgram(const std::vector<abi::Step>& actual, const std::vector<abi::Step>& expected) {

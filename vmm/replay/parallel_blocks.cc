@@ -86,7 +86,7 @@ class ProgramState {
         late_[c] = false;
         break;
       case abi::StepOp::kFlush: {
-        const uint64_t late = abi::LateIpiCpus(s);
+        const uint64_t late = s.late_ipi_cpus;
         for (size_t cpu = 0; cpu < late_.size() && cpu < 64; ++cpu) {
           if (late & (uint64_t{1} << cpu)) late_[cpu] = true;
         }

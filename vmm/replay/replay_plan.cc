@@ -555,7 +555,7 @@ class Planner {
     s.arg = abi::kFlushFinish;
     if (e.reason == FlushReason::kRemoteSendIpi) {
       const uint64_t late = LateIpiTargets(e.cpu, s.mm);
-      abi::SetLateIpiCpus(s, late);
+      s.late_ipi_cpus = late;
       out_.stats.late_ipis += __builtin_popcountll(late);
     }
     Emit(s);
