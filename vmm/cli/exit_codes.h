@@ -4,6 +4,8 @@
 
 #include <signal.h>
 
+#include "absl/status/status.h"
+
 #include "vmm/kvm/runner.h"
 
 namespace activemm {
@@ -36,6 +38,22 @@ inline int ExitCodeFor(Outcome o) {
       return 128 + SIGINT;  // the command returns 128 + the signal it got (vmm/kvm/interrupt.h)
   }
   return kExitHostError;
+}
+
+// The exit status of a command whose step failed with `s`: what the user gave was wrong (a bad
+// argument, an output that exists already, a file that is not there: 2), else the host failed
+// (6). The one mapping every command uses (vmm/cli/command_util.h Failed).
+inline int ExitFor(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kNotFound:
+      return kExitUsage;
+    default:
+      return kExitHostError;
+  }
 }
 
 }  // namespace activemm
