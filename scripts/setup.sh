@@ -17,12 +17,13 @@ case ${1:-} in
   *) echo "setup: unknown option $1 (usage: setup.sh [--nested])" >&2; exit 2 ;;
 esac
 
-# clang-format-14: the formatter version the format test pins (scripts/check_format.sh).
+# clang-format-14 and clang-tidy-14: the versions the format and tidy tests pin
+# (scripts/check_format.sh, scripts/check_tidy.sh).
 # clang and its compiler-rt (libclang-rt-dev: libclang-rt-14-dev on Debian 12, the runtime of
 # -fsanitize=fuzzer) build the fuzz targets (scripts/fuzz.sh). trace-cmd: `activemm capture
 # --with trace-cmd` and its tests (docs/replay.md).
 packages=(
-  g++ cmake make binutils clang libclang-rt-dev clang-format-14
+  g++ cmake make binutils clang libclang-rt-dev clang-format-14 clang-tidy-14
   libabsl-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   python3 python3-pytest python3-matplotlib trace-cmd
 )

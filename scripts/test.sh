@@ -50,7 +50,7 @@ fi
 # UndefinedBehaviorSanitizer (GCC; -O1 -g1 builds in half the time of -O2 -g) in $build/asan,
 # only the targets those tests run. The freestanding guest cannot be (docs/architecture.md,
 # "Sanitizers and fuzzing"). The tests that boot QEMU (examples, nested_kvm_runner) and the
-# format check (it compiles nothing) are not repeated; the CTest entry of the KVM tests, not
+# format and tidy checks (they run nothing built) are not repeated; the CTest entry of the KVM tests, not
 # built here, is left out.
 asan=$build/asan
 echo "test: the host and its host-side tests with AddressSanitizer and UndefinedBehaviorSanitizer ($asan)"
@@ -61,7 +61,7 @@ asan_targets=(activemm activemm_unit_tests wl_threads wl_forkexec wl_mmap_churn 
   trace_parser_fuzz scenario_compiler_fuzz replay_planner_fuzz guest_memory_fuzz)
 if cmake --build "$asan" -j "$(nproc)" --target "${asan_targets[@]}"; then
   run_ctest asan bash -c "cd '$asan' && UBSAN_OPTIONS=print_stacktrace=1 ctest \
-    --output-on-failure -j $(nproc) -LE kvm -E '^(examples|nested_kvm_runner|format)\$|_NOT_BUILT\$'" ||
+    --output-on-failure -j $(nproc) -LE kvm -E '^(examples|nested_kvm_runner|format|tidy)\$|_NOT_BUILT\$'" ||
     { s=$?; [ "$status" -ne 0 ] || status=$s; }
 else
   echo "test: the sanitizer build failed" >&2

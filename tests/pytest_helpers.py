@@ -3,11 +3,11 @@
 CTest runs each folder as a pytest run of its own, with its own environment (`cli`,
 `replay_capture`, `python`, `sweep`, each with a `_kvm` half; tests/CMakeLists.txt), so no one
 conftest.py serves them all: CTest loads this module as a plugin (`-p pytest_helpers`, for the
-`kvm` marker), and a test file that uses it puts tests/ first on sys.path and imports it by
-name (tests/cli/test_cost.py and test_timeline.py take these names through test_cli):
+`kvm` marker), and a test file that uses it imports it by name (pytest.ini puts tests/ and
+scripts/ on sys.path; tests/cli/test_cost.py and test_timeline.py take these names through
+test_cli):
 
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from pytest_helpers import needs_kvm, run  # noqa: E402
+    from pytest_helpers import needs_kvm, run
 
 Standard library and pytest only. pytest does not rewrite the asserts of this module: each one
 carries its own message.

@@ -9,12 +9,10 @@ fails instead).
 
 import json
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import EXIT_OK, needs_capture, kvm, run, workload_path  # noqa: E402
+from pytest_helpers import EXIT_OK, needs_capture, kvm, run, workload_path
 
 WORKLOAD_NAMES = ["wl_threads", "wl_forkexec", "wl_mmap_churn", "wl_io"]
 

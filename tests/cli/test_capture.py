@@ -9,12 +9,10 @@ default), and activemm capture itself waits for any other capture to finish.
 import os
 import pathlib
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import (  # noqa: E402
+from pytest_helpers import (
     EXIT_HOST_ERROR, EXIT_OK, EXIT_USAGE, TRACEFS, as_nobody, needs_capture, needs_root, run,
     workload_path)
 

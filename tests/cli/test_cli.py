@@ -8,12 +8,10 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import (  # noqa: E402
+from pytest_helpers import (
     BIN, EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_NO_KVM, EXIT_OK, EXIT_USAGE, EXIT_WATCHDOG,
     as_nobody, kvm, run)
 

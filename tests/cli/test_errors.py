@@ -18,8 +18,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import (  # noqa: E402
+from pytest_helpers import (
     BIN, EXIT_HOST_ERROR, EXIT_NO_KVM, EXIT_USAGE, as_nobody, kvm, needs_root, run)
 
 # The line after a command-line error (never after an error in what the command line points at).

@@ -10,13 +10,11 @@ these tests would see as the wrong exit status and message.
 """
 
 import os
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import (EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_WATCHDOG,  # noqa: E402
+from pytest_helpers import (EXIT_CHECK_FAILED, EXIT_GUEST_FAILED, EXIT_WATCHDOG,
                             kvm, run)  # noqa: F401
 
 # A case the host detects ends long before this watchdog timeout (under a second on nested KVM

@@ -10,14 +10,12 @@ could have ended, however fast the host.
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import BIN, EXIT_OK, PYTHON, kvm, needs_capture  # noqa: E402,F401
-from test_capture import EVENTS, OUTPUT_FILES, tracefs_state  # noqa: E402
+from pytest_helpers import BIN, EXIT_OK, PYTHON, kvm, needs_capture  # noqa: F401
+from test_capture import EVENTS, OUTPUT_FILES, tracefs_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACES = os.path.join(os.path.dirname(ROOT), "shared", "traces")

@@ -10,12 +10,10 @@ program of thousands of steps with no check in it runs for many times the timeou
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import EXIT_OK, EXIT_WATCHDOG, PYTHON, kvm, run  # noqa: E402,F401
+from pytest_helpers import EXIT_OK, EXIT_WATCHDOG, PYTHON, kvm, run  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 6000  # model steps: with slow-steps 6 s or more, at least 3 times the timeout below

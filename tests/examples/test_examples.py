@@ -11,12 +11,10 @@ import pathlib
 import re
 import shlex
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pytest_helpers import BIN, EXIT_OK, kvm, run  # noqa: E402,F401
+from pytest_helpers import BIN, EXIT_OK, kvm, run  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -121,7 +119,6 @@ def test_the_docs_samples_are_what_the_tool_prints(kvm):
 
 
 def test_doc_samples_ignores_only_what_differs_between_hosts():
-    sys.path.insert(0, str(ROOT / "scripts"))
     import doc_samples
     without = ("totals | PCID modeled | PCID off\n"
                "CR3 writes | 5 5 7 | 5 5 7\n"

@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -17,11 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPTS = os.path.join(ROOT, "scripts")
 SCENARIOS = os.path.join(SCRIPTS, "scenarios")
 
-sys.path.insert(0, SCRIPTS)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import activemm_scenario as lib  # noqa: E402
-from activemm_scenario import Scenario  # noqa: E402
-from pytest_helpers import MODEL_OP_FIELDS, PYTHON  # noqa: E402
+import activemm_scenario as lib
+from activemm_scenario import Scenario
+from pytest_helpers import MODEL_OP_FIELDS, PYTHON
 
 # The fields each op may carry (docs/scenarios.md); anything else is an error in the tool.
 OP_FIELDS = {

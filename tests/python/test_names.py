@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import activemm_scenario  # noqa: E402
-import pytest_helpers  # noqa: E402
-import sweep  # noqa: E402
+import activemm_scenario
+import pytest_helpers
+import sweep
 
 
 def read(path: str) -> str:

@@ -13,16 +13,14 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(ROOT, "scripts", "stress_gen.py")
 
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from pytest_helpers import PYTHON, assert_usage_error, kvm  # noqa: E402
-from pytest_helpers import MODEL_OP_FIELDS as MODEL_OPS  # noqa: E402
+from pytest_helpers import PYTHON, assert_usage_error, kvm
+from pytest_helpers import MODEL_OP_FIELDS as MODEL_OPS
 
 MAX_ENTRIES = 64
 TOOL_MAX_TASKS = 4096  # idle tasks included

@@ -28,12 +28,10 @@ SWEEP = os.path.join(SCRIPTS, "sweep.py")
 GEN = os.path.join(SCRIPTS, "sweep_gen.py")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-sys.path.insert(0, SCRIPTS)
-sys.path.insert(0, os.path.dirname(HERE))
-import sweep  # noqa: E402
-import sweep_gen  # noqa: E402
-from activemm_scenario import COUNTER_NAMES  # noqa: E402
-from pytest_helpers import PYTHON, kvm  # noqa: E402
+import sweep
+import sweep_gen
+from activemm_scenario import COUNTER_NAMES
+from pytest_helpers import PYTHON, kvm
 
 EXPECTED_COLUMNS = list(sweep.BASE_COLUMNS) + list(COUNTER_NAMES)
 PLOTS = ["kthread_share.png", "processes_per_cpu.png", "ipis_vs_cpus.png"]

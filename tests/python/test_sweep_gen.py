@@ -11,7 +11,6 @@ import collections
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -20,13 +19,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPTS = os.path.join(ROOT, "scripts")
 GEN = os.path.join(SCRIPTS, "sweep_gen.py")
 
-sys.path.insert(0, SCRIPTS)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import sweep  # noqa: E402
-import sweep_gen  # noqa: E402
-from pytest_helpers import PYTHON, assert_usage_error  # noqa: E402
-from test_stress_gen import Invalid, model_steps, replay  # noqa: E402
+import sweep
+import sweep_gen
+from pytest_helpers import PYTHON, assert_usage_error
+from test_stress_gen import Invalid, model_steps, replay
 
 KS, PPC, IPIS = sweep_gen.KTHREAD_SHARE, sweep_gen.PROCESSES_PER_CPU, sweep_gen.IPIS_VS_CPUS
 

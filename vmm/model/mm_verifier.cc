@@ -361,7 +361,7 @@ std::vector<Violation> MmVerifier::Evaluate(const HostCheck& check, const ModelS
       check.step_index >= 0 && check.step_index < static_cast<int>(scenario_.step_ops.size())
           ? scenario_.step_ops[check.step_index]
           : "final");
-  auto fail = [&](std::string msg) {
+  auto fail = [&](const std::string& msg) {
     out.push_back({"check", where + ": " + msg, check.step_index});
   };
   if (check.kind == HostCheck::Kind::kCounters) {

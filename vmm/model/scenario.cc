@@ -64,7 +64,7 @@ constexpr int kDefaultMapPages = 1;  // mmap, munmap, mprotect
 constexpr int kMaxPageEntries = static_cast<int>(abi::kMaxUserPages);
 constexpr size_t kMaxValueChars = 40;  // of a JSON value quoted in a message
 
-absl::Status Invalid(std::string reason) { return absl::InvalidArgumentError(std::move(reason)); }
+absl::Status Invalid(absl::string_view reason) { return absl::InvalidArgumentError(reason); }
 
 // A JSON value for a message: its type and, shortened, its text, so the user sees what was
 // actually there ("string \"4\"", "number 2.5").

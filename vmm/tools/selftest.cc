@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "fmt/core.h"
 #include "fmt/format.h"
 #include "shared/page_table.h"
@@ -14,7 +15,7 @@ namespace {
 
 using x86::Pte;
 
-absl::Status Violation(std::string msg) { return absl::FailedPreconditionError(std::move(msg)); }
+absl::Status Violation(absl::string_view msg) { return absl::FailedPreconditionError(msg); }
 
 absl::Status ExpectLeaf(PageTable<GuestMemory>& pt, uint64_t va, uint64_t want_pa, int want_level,
                         uint64_t want_perms, const std::string& what) {
