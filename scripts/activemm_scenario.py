@@ -31,10 +31,13 @@ ValueError naming the step; the tool itself checks what only a replay can tell (
 is not running, an mm without users, ...). Standard library only.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
 import tempfile
+from typing import Any, Iterable, Mapping, Sequence
 
 VERSION = 1
 MAX_CPUS = 64
@@ -71,24 +74,24 @@ MODEL_OPS = ("spawn", "clone_vm", "fork", "kthread", "run", "idle", "exec", "exi
              "unuse_mm", "mmap", "munmap", "mprotect")
 
 
-def _is_int(value):
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _name(value, what):
+def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     return value
 
 
-def _int(value, what, low, high=None):
+def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
     if not _is_int(value) or value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"{what} must be an integer {bounds}, got {value!r}")
     return value
 
 
-def _bool(value, what):
+def _bool(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{what} must be true or false, got {value!r}")
     return value
@@ -98,7 +101,7 @@ LAZY_MODES = ("on", "shootdown", "off")
 PCID_MODES = ("hardware", "modeled", "off")
 
 
-def _mode_filter(value, what, modes):
+def _mode_filter(value: Any, what: str, modes: Sequence[str]) -> bool | str | list[str]:
     """A check's mode filter: True, False, one mode name, or a list of them (docs/scenarios.md).
 
     Returns the value as the JSON carries it.
@@ -115,7 +118,7 @@ def _mode_filter(value, what, modes):
     return value if isinstance(value, str) else list(names)
 
 
-def _lazy_modes(value):
+def _lazy_modes(value: bool | str | Iterable[str] | None) -> set[str]:
     """The lazy modes a filter value names (None: all of them)."""
     if value is None:
         return set(LAZY_MODES)
@@ -124,7 +127,7 @@ def _lazy_modes(value):
     return {value} if isinstance(value, str) else set(value)
 
 
-def _copy_step(step):
+def _copy_step(step: dict[str, Any]) -> dict[str, Any]:
     copy = dict(step)
     if step.get("op") == "parallel":
         copy["steps"] = {cpu: [dict(inner) for inner in steps]
@@ -135,33 +138,33 @@ def _copy_step(step):
 class Scenario:
     """A scenario under construction. Every op method appends one step and returns self."""
 
-    def __init__(self, name, cpus, lazy_tlb=True):
+    def __init__(self, name: str, cpus: int, lazy_tlb: bool = True) -> None:
         self.name = _name(name, "name")
         self.cpus = _int(cpus, "cpus", 1, MAX_CPUS)
         self.lazy_tlb = _bool(lazy_tlb, "lazy_tlb")
-        self._steps = []
+        self._steps: list[dict[str, Any]] = []
 
     # ---- plumbing ---------------------------------------------------------------------------
 
     @property
-    def steps(self):
+    def steps(self) -> list[dict[str, Any]]:
         """A copy of the steps so far (dicts in file order)."""
         return [_copy_step(step) for step in self._steps]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._steps)
 
-    def _where(self, op):
+    def _where(self, op: str) -> str:
         return f"step {len(self._steps)} ({op})"
 
-    def _cpu(self, value, what):
+    def _cpu(self, value: Any, what: str) -> int:
         if not _is_int(value) or not 0 <= value < self.cpus:
             raise ValueError(
                 f"{what} must be a CPU number between 0 and {self.cpus - 1} "
                 f"(the scenario has {self.cpus} CPUs), got {value!r}")
         return value
 
-    def _cpu_list(self, values, what):
+    def _cpu_list(self, values: Any, what: str) -> list[int]:
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise ValueError(f"{what} must be a list of CPU numbers, got {values!r}")
         cpus = [self._cpu(v, f"{what} entry") for v in values]
@@ -169,15 +172,15 @@ class Scenario:
             raise ValueError(f"{what} lists a CPU twice: {cpus!r}")
         return sorted(cpus)
 
-    def _add(self, op, **fields):
-        step = {"op": op}
+    def _add(self, op: str, **fields: Any) -> Scenario:
+        step: dict[str, Any] = {"op": op}
         step.update((key, value) for key, value in fields.items() if value is not None)
         self._steps.append(step)
         return self
 
     # ---- tasks and mms ----------------------------------------------------------------------
 
-    def spawn(self, task, pages=None, cpu=None):
+    def spawn(self, task: str, pages: int | None = None, cpu: int | None = None) -> Scenario:
         """A new process `task` with a new mm named `task` (pages: 1..32, tool default 4)."""
         where = self._where("spawn")
         _name(task, f"{where}: task")
@@ -187,40 +190,40 @@ class Scenario:
             self._cpu(cpu, f"{where}: cpu")
         return self._add("spawn", task=task, pages=pages, cpu=cpu)
 
-    def clone_vm(self, parent, task):
+    def clone_vm(self, parent: str, task: str) -> Scenario:
         """A new thread `task` sharing `parent`'s mm (mmget)."""
         where = self._where("clone_vm")
         _name(parent, f"{where}: parent")
         _name(task, f"{where}: task")
         return self._add("clone_vm", parent=parent, task=task)
 
-    def fork(self, parent, task):
+    def fork(self, parent: str, task: str) -> Scenario:
         """A new process `task` with a copy of `parent`'s mm, named `task` (dup_mm)."""
         where = self._where("fork")
         _name(parent, f"{where}: parent")
         _name(task, f"{where}: task")
         return self._add("fork", parent=parent, task=task)
 
-    def kthread(self, task):
+    def kthread(self, task: str) -> Scenario:
         """A new kernel thread (mm = NULL)."""
         _name(task, f"{self._where('kthread')}: task")
         return self._add("kthread", task=task)
 
     # ---- scheduling -------------------------------------------------------------------------
 
-    def run(self, cpu, task):
+    def run(self, cpu: int, task: str) -> Scenario:
         """CPU `cpu` context-switches to `task`."""
         where = self._where("run")
         self._cpu(cpu, f"{where}: cpu")
         _name(task, f"{where}: task")
         return self._add("run", cpu=cpu, task=task)
 
-    def idle(self, cpu):
+    def idle(self, cpu: int) -> Scenario:
         """CPU `cpu` switches to its idle task."""
         self._cpu(cpu, f"{self._where('idle')}: cpu")
         return self._add("idle", cpu=cpu)
 
-    def exec(self, task, pages=None):
+    def exec(self, task: str, pages: int | None = None) -> Scenario:
         """The running `task` execs: a new mm "<task>.execN" (pages: 1..32, tool default 4)."""
         where = self._where("exec")
         _name(task, f"{where}: task")
@@ -228,41 +231,41 @@ class Scenario:
             _int(pages, f"{where}: pages", 1, MAX_SPAWN_PAGES)
         return self._add("exec", task=task, pages=pages)
 
-    def exit(self, task):
+    def exit(self, task: str) -> Scenario:
         """The running `task` exits; its CPU switches to its idle task."""
         _name(task, f"{self._where('exit')}: task")
         return self._add("exit", task=task)
 
-    def use_mm(self, task, mm):
+    def use_mm(self, task: str, mm: str) -> Scenario:
         """The running kernel thread `task` calls kthread_use_mm(mm)."""
         where = self._where("use_mm")
         _name(task, f"{where}: task")
         _name(mm, f"{where}: mm")
         return self._add("use_mm", task=task, mm=mm)
 
-    def unuse_mm(self, task):
+    def unuse_mm(self, task: str) -> Scenario:
         """The running kernel thread `task` calls kthread_unuse_mm()."""
         _name(task, f"{self._where('unuse_mm')}: task")
         return self._add("unuse_mm", task=task)
 
     # ---- mappings (by the running task, on current->mm) -------------------------------------
 
-    def _page_op(self, op, task, pages, **extra):
+    def _page_op(self, op: str, task: str, pages: int | None, **extra: Any) -> Scenario:
         where = self._where(op)
         _name(task, f"{where}: task")
         if pages is not None:
             _int(pages, f"{where}: pages", 1, MAX_PAGE_ENTRIES)
         return self._add(op, task=task, pages=pages, **extra)
 
-    def mmap(self, task, pages=None):
+    def mmap(self, task: str, pages: int | None = None) -> Scenario:
         """Maps `pages` new pages (tool default 1) after the mm's others."""
         return self._page_op("mmap", task, pages)
 
-    def munmap(self, task, pages=None):
+    def munmap(self, task: str, pages: int | None = None) -> Scenario:
         """Unmaps the last `pages` mapped pages (tool default 1)."""
         return self._page_op("munmap", task, pages)
 
-    def mprotect(self, task, pages=None, prot=None):
+    def mprotect(self, task: str, pages: int | None = None, prot: str | None = None) -> Scenario:
         """Sets the last `pages` mapped pages (tool default 1) to prot "r" (default) or "rw"."""
         if prot is not None and prot not in PROTS:
             raise ValueError(f"{self._where('mprotect')}: prot must be \"r\" or \"rw\", "
@@ -271,7 +274,9 @@ class Scenario:
 
     # ---- concurrency ------------------------------------------------------------------------
 
-    def parallel(self, steps_by_cpu):
+    # Mapping in the hint, as a dict's value type is invariant; a non-dict is still rejected.
+    def parallel(self,
+                 steps_by_cpu: Mapping[int, Scenario | Iterable[dict[str, Any]]]) -> Scenario:
         """A parallel block: {cpu: steps}, each CPU's list of model steps runs on that CPU,
         concurrently with the other lists (docs/scenarios.md, "Concurrency").
 
@@ -310,8 +315,12 @@ class Scenario:
 
     # ---- expectations -----------------------------------------------------------------------
 
-    def check(self, mm=None, *, task=None, mm_users=None, mm_count=None, freed=None,
-              loaded_on=None, lazy_on=None, lazy_tlb=None, pcid=None):
+    def check(self, mm: str | None = None, *, task: str | None = None,
+              mm_users: int | None = None, mm_count: int | None = None,
+              freed: bool | None = None, loaded_on: Iterable[int] | None = None,
+              lazy_on: Iterable[int] | None = None,
+              lazy_tlb: bool | str | Sequence[str] | None = None,
+              pcid: bool | str | Sequence[str] | None = None) -> Scenario:
         """Expectations on mm `mm`, or (task=...) on the mm that task has as active_mm.
 
         loaded_on: the CPUs whose cpu_tlbstate.loaded_mm is the mm; lazy_on: those of them in
@@ -354,7 +363,9 @@ class Scenario:
                          freed=freed, loaded_on=loaded_on, lazy_on=lazy_on, lazy_tlb=lazy_tlb,
                          pcid=pcid)
 
-    def counters(self, cpu=None, lazy_tlb=None, pcid=None, **expected):
+    def counters(self, cpu: int | None = None,
+                 lazy_tlb: bool | str | Sequence[str] | None = None,
+                 pcid: bool | str | Sequence[str] | None = None, **expected: int) -> Scenario:
         """Expected event counters since the first step: CPU `cpu`'s, or the totals over all CPUs.
 
         lazy_tlb and pcid filter the runs it applies to, as for check().
@@ -380,13 +391,13 @@ class Scenario:
         ordered = {name: expected[name] for name in COUNTER_NAMES if name in expected}
         return self._add("counters", cpu=cpu, lazy_tlb=lazy_tlb, pcid=pcid, **ordered)
 
-    def checkpoint(self):
+    def checkpoint(self) -> Scenario:
         """A full verification pass at this point (invariants, real CR3s, page tables)."""
         return self._add("checkpoint")
 
     # ---- output -----------------------------------------------------------------------------
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         if not self._steps:
             raise ValueError(f"scenario {self.name!r} has no steps")
         return {
@@ -397,7 +408,7 @@ class Scenario:
             "steps": self.steps,
         }
 
-    def to_json(self):
+    def to_json(self) -> str:
         """The scenario file's text: one field per line, one step per line, keys in a fixed
         order (as the methods add them), ending with a newline."""
         doc = self.to_dict()
@@ -411,7 +422,7 @@ class Scenario:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def write(self, path):
+    def write(self, path: str | os.PathLike[str]) -> str:
         """Writes the JSON to `path` atomically (a temporary file beside it, then os.replace)."""
         text = self.to_json()
         path = os.fspath(path)
@@ -434,7 +445,7 @@ class Scenario:
         return path
 
 
-def main(scenario, argv=None):
+def main(scenario: Scenario, argv: Iterable[str] | None = None) -> int:
     """Prints `scenario`'s JSON on stdout, or with one argument writes it to that file.
 
     For the end of a scenario script: `if __name__ == "__main__": main(build())`.

@@ -20,6 +20,8 @@ more than what differs between runs and hosts (the `host:` line and host object,
 Runs guests: needs a usable /dev/kvm (scripts/nested_kvm/run.sh where there is none).
 """
 
+from __future__ import annotations
+
 import argparse
 import difflib
 import json
@@ -29,13 +31,14 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from typing import Any, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = re.compile(r"(<!-- sample: (?P<spec>[^>]*?) -->\n```[a-z]*\n)(?P<body>.*?)(```\n"
                     r"<!-- /sample -->)", re.S)
 
 
-def abridge(report):
+def abridge(report: dict[str, Any]) -> str:
     """The --json report with `cpus` cut to its first entry and a "..." after it."""
     if isinstance(report.get("cpus"), list) and len(report["cpus"]) > 1:
         report["cpus"] = report["cpus"][:1] + ["..."]
@@ -47,7 +50,7 @@ def abridge(report):
     return json.dumps(report, indent=2) + "\n"
 
 
-def run_sample(binary, spec):
+def run_sample(binary: str, spec: str) -> str:
     """What the sample `spec` ("ARGS[ | json][ | head N]") shows, from a fresh run."""
     parts = [p.strip() for p in spec.split("|")]
     args, filters = shlex.split(parts[0]), parts[1:]
@@ -83,7 +86,7 @@ VOLATILE = [
 ]
 
 
-def without_real_pcids(text):
+def without_real_pcids(text: str) -> str:
     """`compare` on a host with PCID runs real PCIDs too: a first column group and three verdict
     lines that a sample made without them lacks. Both are dropped (real PCIDs make the modeled
     decisions, so the rest is the same)."""
@@ -101,14 +104,14 @@ def without_real_pcids(text):
     return "".join(out)
 
 
-def normalise(text):
+def normalise(text: str) -> str:
     for pattern, repl in VOLATILE:
         text = pattern.sub(repl, text)
     # Trailing blanks of the table's last column are layout, not content.
     return "".join(line.rstrip() + "\n" for line in without_real_pcids(text).splitlines())
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.environ.get("ACTIVEMM_BIN") or
                     os.path.join(ROOT, "build", "vmm", "activemm"))

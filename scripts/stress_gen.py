@@ -56,13 +56,15 @@ steps per file: its program area holds 26213, the final verification and one hea
 block included; with the default P a block comes about every 12 model steps.)
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import random
 import sys
+from typing import Any, Iterable, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from activemm_scenario import MAX_CPUS, MAX_PAGE_ENTRIES, Scenario  # noqa: E402
+from activemm_scenario import MAX_CPUS, MAX_PAGE_ENTRIES, Scenario
 
 # ---- tunables ---------------------------------------------------------------------------------
 
@@ -105,7 +107,7 @@ OPS = tuple(WEIGHTS)  # a fixed order for the weighted choice
 class _Task:
     __slots__ = ("name", "kthread", "mm", "using_mm", "cpu", "execs", "alive")
 
-    def __init__(self, name, kthread, mm):
+    def __init__(self, name: str, kthread: bool, mm: _Mm | None) -> None:
         self.name = name
         self.kthread = kthread  # created by kthread and has not exec'd
         self.mm = mm            # the _Mm it owns (a kthread: the one it uses), or None
@@ -118,7 +120,7 @@ class _Task:
 class _Mm:
     __slots__ = ("name", "users", "entries", "mapped")
 
-    def __init__(self, name, entries, mapped):
+    def __init__(self, name: str, entries: int, mapped: int) -> None:
         self.name = name
         self.users = 1
         self.entries = entries  # page entries, mapped and unmapped (<= MAX_PAGE_ENTRIES)
@@ -132,19 +134,23 @@ class _Block:
     """
     __slots__ = ("cpu", "task_owner", "mm_owner", "start_mms")
 
-    def __init__(self, start_mms):
+    # The types __init__ cannot show (it assigns empty dicts).
+    task_owner: dict[_Task, int]
+    mm_owner: dict[_Mm, int]
+
+    def __init__(self, start_mms: list[_Mm]) -> None:
         self.cpu = -1
         self.task_owner = {}        # _Task -> the CPU of the list that claimed it
         self.mm_owner = {}          # _Mm -> the CPU of the list that claimed it
         self.start_mms = start_mms  # the mms of the tasks current at the block's start
 
-    def free_task(self, task):
+    def free_task(self, task: _Task) -> bool:
         return self.task_owner.get(task, self.cpu) == self.cpu
 
-    def free_mm(self, mm):
+    def free_mm(self, mm: _Mm | None) -> bool:
         return mm is None or self.mm_owner.get(mm, self.cpu) == self.cpu
 
-    def claim(self, tasks, mms):
+    def claim(self, tasks: Iterable[_Task], mms: Iterable[_Mm | None]) -> None:
         for task in tasks:
             if not self.free_task(task):  # the candidates exclude this: a generator bug
                 raise RuntimeError(f"task {task.name} claimed by CPUs "
@@ -159,14 +165,24 @@ class _Block:
             self.mm_owner[mm] = self.cpu
 
 
-def _always(_):
+def _always(_: Any) -> bool:
     return True
 
 
 class Generator:
     """Replays the validator's state and emits random legal steps into a Scenario."""
 
-    def __init__(self, cpus, seed, lazy_tlb=True, parallel=PARALLEL):
+    # The types __init__ cannot show (it assigns empty lists and dicts, and None).
+    curr: list[_Task | None]
+    live_tasks: list[_Task]
+    live_mms: list[_Mm]
+    tasks_by_name: dict[str, _Task]
+    mms_by_name: dict[str, _Mm]
+    scenario: Scenario | None  # set by generate(), and by _block() while it runs
+    block: _Block | None
+
+    def __init__(self, cpus: int, seed: int, lazy_tlb: bool = True,
+                 parallel: float = PARALLEL) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"cpus must be 1..{MAX_CPUS}, got {cpus!r}")
         if not isinstance(parallel, (int, float)) or not 0 <= parallel <= 1:
@@ -188,27 +204,27 @@ class Generator:
 
     # ---- state helpers ------------------------------------------------------------------
 
-    def _new_task(self, prefix, kthread, mm):
+    def _new_task(self, prefix: str, kthread: bool, mm: _Mm | None) -> _Task:
         self.tasks_created += 1
         task = _Task(f"{prefix}{self.tasks_created}", kthread, mm)
         self.live_tasks.append(task)
         self.tasks_by_name[task.name] = task
         return task
 
-    def _new_mm(self, name, entries, mapped):
+    def _new_mm(self, name: str, entries: int, mapped: int) -> _Mm:
         self.mms_created += 1
         mm = _Mm(name, entries, mapped)
         self.live_mms.append(mm)
         self.mms_by_name[name] = mm
         return mm
 
-    def _drop_user(self, mm):
+    def _drop_user(self, mm: _Mm) -> None:
         mm.users -= 1
         if mm.users == 0:  # mmput of the last user: exit_mmap frees every entry
             mm.entries = mm.mapped = 0
             self.live_mms.remove(mm)
 
-    def _switch(self, cpu, task):
+    def _switch(self, cpu: int, task: _Task | None) -> None:
         old = self.curr[cpu]
         if old is not None:
             old.cpu = -1
@@ -216,21 +232,21 @@ class Generator:
             task.cpu = cpu
         self.curr[cpu] = task
 
-    def _current(self):
+    def _current(self) -> list[_Task]:
         return [t for t in self.curr if t is not None]  # in CPU order
 
-    def _can_create_task(self):
+    def _can_create_task(self) -> bool:
         return self.tasks_created < TASK_BUDGET and len(self.live_tasks) < MAX_LIVE_TASKS
 
-    def _can_create_mm(self):
+    def _can_create_mm(self) -> bool:
         return self.mms_created < MM_BUDGET and len(self.live_mms) < MAX_LIVE_MMS
 
-    def _acts_on_mm(self, task):
+    def _acts_on_mm(self, task: _Task) -> bool:
         # A task acting on current->mm: a user task, or a kthread in use_mm whose mm still has
         # users (exit_mmap has torn the pages down otherwise).
         return task.mm is not None and task.mm.users > 0
 
-    def _shootdown_free(self, task):
+    def _shootdown_free(self, task: _Task) -> bool:
         if not SHOOTDOWN_SAFE:
             return True
         if self.block is not None and any(mm is task.mm for mm in self.block.start_mms):
@@ -239,7 +255,7 @@ class Generator:
 
     # ---- candidates per op ------------------------------------------------------------------
 
-    def _candidates(self):
+    def _candidates(self) -> dict[str, Sequence[_Task | int | None]]:
         """{op: [candidates]} for every op that has a legal step now (in a parallel block's
         list: one that runs on the list's CPU and touches nothing another list claimed)."""
         blk = self.block
@@ -257,7 +273,7 @@ class Generator:
                             and free_task(t) and free_mm(t.mm)]
         # The current task's own steps: it and its mm (before and after) are claimed.
         current = [t for t in current if free_mm(t.mm)]
-        c = {}
+        c: dict[str, Sequence[_Task | int | None]] = {}
         if self._can_create_task():
             if self._can_create_mm():
                 c["spawn"] = [None]
@@ -304,13 +320,13 @@ class Generator:
             c["mprotect"] = unmap
         return c
 
-    def _usable_mms(self):
+    def _usable_mms(self) -> list[_Mm]:
         """The mms use_mm may name: with users, and (in a block) not claimed by another list."""
         if self.block is None:
             return self.live_mms
         return [mm for mm in self.live_mms if self.block.free_mm(mm)]
 
-    def _weights(self, ops):
+    def _weights(self, ops: Sequence[str]) -> list[int]:
         weights = []
         for op in ops:
             w = WEIGHTS[op]
@@ -321,7 +337,7 @@ class Generator:
 
     # ---- one step ---------------------------------------------------------------------------
 
-    def step(self):
+    def step(self) -> str:
         cands = self._candidates()
         ops = [op for op in OPS if op in cands and WEIGHTS[op] > 0]
         if not ops:  # cannot happen: run or idle, or (first step) a creation, is always legal
@@ -331,7 +347,7 @@ class Generator:
         getattr(self, "_do_" + op)(pick)
         return op
 
-    def _list_step(self):
+    def _list_step(self) -> bool:
         """One step of the current block list (self.block.cpu) into self.scenario, with its
         claims; False (and nothing emitted) when no step is legal there."""
         blk = self.block
@@ -362,7 +378,7 @@ class Generator:
         blk.claim(tasks, mms)
         return True
 
-    def _block(self, budget):
+    def _block(self, budget: int) -> int:
         """A parallel block of at most `budget` model steps; returns how many it emitted."""
         top = self.scenario
         n = self.rng.randint(2, min(self.cpus, BLOCK_MAX_CPUS))
@@ -399,10 +415,10 @@ class Generator:
                     getattr(top, step["op"])(**fields)
         return budget - left
 
-    def _pages(self, limit):
+    def _pages(self, limit: int) -> int:
         return self.rng.randint(1, min(limit, MAP_MAX_PAGES))
 
-    def _do_spawn(self, _):
+    def _do_spawn(self, _: None) -> None:
         pages = self.rng.randint(1, SPAWN_MAX_PAGES)
         cpu = None
         if self.rng.random() < SPAWN_CPU_CHANCE:
@@ -411,22 +427,22 @@ class Generator:
         task.mm = self._new_mm(task.name, pages, pages)
         self.scenario.spawn(task.name, pages=pages, cpu=cpu)
 
-    def _do_clone_vm(self, parent):
+    def _do_clone_vm(self, parent: _Task) -> None:
         parent.mm.users += 1
         task = self._new_task("t", False, parent.mm)
         self.scenario.clone_vm(parent.name, task.name)
 
-    def _do_fork(self, parent):
+    def _do_fork(self, parent: _Task) -> None:
         src = parent.mm  # dup_mm copies every entry, unmapped ones included
         task = self._new_task("f", False, None)
         task.mm = self._new_mm(task.name, src.entries, src.mapped)
         self.scenario.fork(parent.name, task.name)
 
-    def _do_kthread(self, _):
+    def _do_kthread(self, _: None) -> None:
         task = self._new_task("k", True, None)
         self.scenario.kthread(task.name)
 
-    def _do_run(self, task):
+    def _do_run(self, task: _Task) -> None:
         if self.block is not None:
             cpu = self.block.cpu
         else:
@@ -434,11 +450,11 @@ class Generator:
         self._switch(cpu, task)
         self.scenario.run(cpu, task.name)
 
-    def _do_idle(self, cpu):
+    def _do_idle(self, cpu: int) -> None:
         self._switch(cpu, None)
         self.scenario.idle(cpu)
 
-    def _do_exec(self, task):
+    def _do_exec(self, task: _Task) -> None:
         pages = self.rng.randint(1, SPAWN_MAX_PAGES)
         task.execs += 1
         new = self._new_mm(f"{task.name}.exec{task.execs}", pages, pages)
@@ -448,7 +464,7 @@ class Generator:
         task.kthread = False  # a kernel thread that execs becomes a user task
         self.scenario.exec(task.name, pages=pages)
 
-    def _do_exit(self, task):
+    def _do_exit(self, task: _Task) -> None:
         if task.mm is not None:
             self._drop_user(task.mm)
         task.mm = None
@@ -457,36 +473,36 @@ class Generator:
         self._switch(task.cpu, None)
         self.scenario.exit(task.name)
 
-    def _do_use_mm(self, task):
+    def _do_use_mm(self, task: _Task) -> None:
         mm = self.rng.choice(self._usable_mms())
         task.using_mm = True
         task.mm = mm
         self.scenario.use_mm(task.name, mm.name)
 
-    def _do_unuse_mm(self, task):
+    def _do_unuse_mm(self, task: _Task) -> None:
         task.using_mm = False
         task.mm = None
         self.scenario.unuse_mm(task.name)
 
-    def _do_mmap(self, task):
+    def _do_mmap(self, task: _Task) -> None:
         pages = self._pages(MAX_PAGE_ENTRIES - task.mm.entries)
         task.mm.entries += pages
         task.mm.mapped += pages
         self.scenario.mmap(task.name, pages=pages)
 
-    def _do_munmap(self, task):
+    def _do_munmap(self, task: _Task) -> None:
         pages = self._pages(task.mm.mapped)
         task.mm.mapped -= pages
         self.scenario.munmap(task.name, pages=pages)
 
-    def _do_mprotect(self, task):
+    def _do_mprotect(self, task: _Task) -> None:
         pages = self._pages(task.mm.mapped)
         prot = self.rng.choice(("r", "rw"))
         self.scenario.mprotect(task.name, pages=pages, prot=prot)
 
     # ---- a whole scenario -------------------------------------------------------------------
 
-    def generate(self, steps):
+    def generate(self, steps: int) -> Scenario:
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         self.scenario = Scenario(f"stress-cpus{self.cpus}-seed{self.seed}-steps{steps}",
@@ -505,12 +521,13 @@ class Generator:
         return self.scenario
 
 
-def generate(cpus, seed, steps, lazy_tlb=True, parallel=PARALLEL):
+def generate(cpus: int, seed: int, steps: int, lazy_tlb: bool = True,
+             parallel: float = PARALLEL) -> Scenario:
     """The scenario for (cpus, seed, steps, parallel), as an activemm_scenario.Scenario."""
     return Generator(cpus, seed, lazy_tlb, parallel).generate(steps)
 
 
-def _probability(text):
+def _probability(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -520,7 +537,7 @@ def _probability(text):
     return value
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Print a seeded random activemm scenario (JSON) on stdout.")
     parser.add_argument("--cpus", type=int, required=True, help=f"1..{MAX_CPUS}")

@@ -36,6 +36,8 @@ runs nothing: it redraws the plots from CSV (default DIR/sweep.csv) into DIR (de
 CSV's directory), e.g. /usr/bin/python3 scripts/sweep.py --plot-only docs/sweep/sweep.csv.
 """
 
+from __future__ import annotations
+
 import argparse
 import collections
 import csv
@@ -48,12 +50,14 @@ import sys
 import tempfile
 import textwrap
 import time
+# matplotlib is optional (import_pyplot()): pyplot is typed ModuleType, its figures and axes Any.
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(SCRIPTS)
-sys.path.insert(0, SCRIPTS)
-import sweep_gen  # noqa: E402
-from activemm_scenario import COUNTER_NAMES  # noqa: E402
+import sweep_gen
+from activemm_scenario import COUNTER_NAMES
 
 DEFAULT_OUT = os.path.join(ROOT, "docs", "sweep")
 DEFAULT_BIN = os.path.join(ROOT, "build", "vmm", "activemm")
@@ -93,7 +97,7 @@ class SweepError(Exception):
     pass
 
 
-def describe_point(family, value):
+def describe_point(family: str, value: int) -> str:
     if family == sweep_gen.KTHREAD_SHARE:
         return f"{family} {value}%"
     if family == sweep_gen.PROCESSES_PER_CPU:
@@ -106,31 +110,31 @@ def describe_point(family, value):
 class Progress:
     """One line on stderr, rewritten in place; only on a terminal outside CI."""
 
-    def __init__(self, enabled):
+    def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.width = 0
 
-    def show(self, text):
+    def show(self, text: str) -> None:
         if not self.enabled:
             return
         sys.stderr.write("\r" + text.ljust(self.width))
         sys.stderr.flush()
         self.width = len(text)
 
-    def clear(self):
+    def clear(self) -> None:
         if self.enabled and self.width:
             sys.stderr.write("\r" + " " * self.width + "\r")
             sys.stderr.flush()
             self.width = 0
 
 
-def progress_wanted():
+def progress_wanted() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 # ---- running --------------------------------------------------------------------------------
 
-def find_binary(path):
+def find_binary(path: str | None) -> str:
     binary = path or os.environ.get("ACTIVEMM_BIN") or DEFAULT_BIN
     if not os.path.isfile(binary) or not os.access(binary, os.X_OK):
         raise SweepError(f"the activemm binary {binary} does not exist or is not executable "
@@ -139,7 +143,8 @@ def find_binary(path):
     return binary
 
 
-def run_one(binary, scenario_path, report_path, lazy, pcid, what):
+def run_one(binary: str, scenario_path: str, report_path: str, lazy: str, pcid: str,
+            what: str) -> dict[str, Any]:
     cmd = [binary, "run", scenario_path, "--json", report_path, f"--lazy-tlb={lazy}",
            f"--pcid={pcid}"]
     try:
@@ -177,7 +182,8 @@ def run_one(binary, scenario_path, report_path, lazy, pcid, what):
     return report
 
 
-def sweep(binary, families, quick, seed, scenario_dir, progress):
+def sweep(binary: str, families: Sequence[Family], quick: bool, seed: int, scenario_dir: str,
+          progress: Progress) -> tuple[list[dict[str, Any]], list[str]]:
     """Runs every point of `families`; returns the CSV rows (dicts) in run order."""
     plan = []  # (family, value, scenario, its path, lazy, pcid)
     for fam in families:
@@ -226,7 +232,7 @@ def sweep(binary, families, quick, seed, scenario_dir, progress):
 
 # ---- output ---------------------------------------------------------------------------------
 
-def read_csv(path):
+def read_csv(path: str) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, columns) of a sweep.csv, with the numbers as ints (for --plot-only)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -247,7 +253,7 @@ def read_csv(path):
     return rows, columns
 
 
-def looks_quick(rows, families):
+def looks_quick(rows: Sequence[dict[str, Any]], families: Sequence[Family]) -> bool:
     """True when every family of `rows` has exactly its --quick points: the CSV then comes from
     a --quick sweep, whose plots name the QUICK sizes."""
     for fam in families:
@@ -257,7 +263,7 @@ def looks_quick(rows, families):
     return any(row["family"] == fam.name for fam in families for row in rows)
 
 
-def csv_text(rows, columns):
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
@@ -266,30 +272,31 @@ def csv_text(rows, columns):
     return buf.getvalue()
 
 
-def _by_value(rows, family, lazy, pcid):
+def _by_value(rows: Sequence[dict[str, Any]], family: str, lazy: str,
+              pcid: str) -> dict[int, dict[str, Any]]:
     """{value: row} for one family and mode."""
     return {r["value"]: r for r in rows
             if r["family"] == family and r["lazy"] == lazy and r["pcid"] == pcid}
 
 
-def _values(rows, family):
+def _values(rows: Sequence[dict[str, Any]], family: str) -> list[int]:
     return sorted({r["value"] for r in rows if r["family"] == family})
 
 
-def _pct(part, whole):
+def _pct(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
-def _num(v):
+def _num(v: float) -> str:
     """A count as an integer, a ratio with two decimals."""
     return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
 
 
-def _same(u, v):
+def _same(u: float, v: float) -> bool:
     return math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _constant(values):
+def _constant(values: Iterable[float]) -> float | None:
     """The value when every one of `values` is the same, else None."""
     values = list(values)
     return values[0] if values and all(_same(v, values[0]) for v in values) else None
@@ -298,7 +305,8 @@ def _constant(values):
 Coincidence = collections.namedtuple("Coincidence", "kind equal_at max_diff max_at")
 
 
-def coincidence(xs, a, b, rel_tol=0.03):
+def coincidence(xs: Sequence[int], a: Sequence[float], b: Sequence[float],
+                rel_tol: float = 0.03) -> Coincidence:
     """How two series over the same xs compare, for the notes on the plots.
 
     kind: "identical" (the same y at every x: one line hides the other), "close" (different
@@ -325,12 +333,13 @@ def coincidence(xs, a, b, rel_tol=0.03):
     return Coincidence(kind, equal_at, max_diff, max_at)
 
 
-def _list(items):
+def _list(items: Iterable[object]) -> str:
     items = [str(i) for i in items]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def coincidence_note(c, xs, a, b, what, where):
+def coincidence_note(c: Coincidence, xs: Sequence[int], a: Sequence[float], b: Sequence[float],
+                     what: str, where: Callable[[int], str]) -> str | None:
     """The sentence that says two lines lie on each other (None when they do not): `what` names
     the quantity ("IPIs"), `where(x)` a point ("at 4 CPUs")."""
     if c.kind == "identical":
@@ -354,7 +363,9 @@ NOTE_BOX = {"boxstyle": "round,pad=0.5", "facecolor": "#fffbe6", "edgecolor": "#
 NOTE_SIZE = 9.5
 
 
-def _panels(plt, nrows, ncols, figsize, note_ratio, sharey=False):
+def _panels(plt: ModuleType, nrows: int, ncols: int, figsize: tuple[float, float],
+            note_ratio: float,
+            sharey: bool = False) -> tuple[Any, list[list[Any]], list[list[Any]]]:
     """A figure of nrows x ncols panels, each with a strip below it for its notes (so that a
     note never covers the data). Returns (fig, panels, strips), both lists of rows."""
     fig = plt.figure(figsize=figsize, layout="constrained")
@@ -373,7 +384,7 @@ def _panels(plt, nrows, ncols, figsize, note_ratio, sharey=False):
     return fig, panels, strips
 
 
-def _note(strip, notes, width):
+def _note(strip: Any, notes: Iterable[str | None], width: int) -> None:
     """The notes of a panel, in a box at the top of the strip below it; one paragraph each."""
     notes = [n for n in notes if n]
     if not notes:
@@ -400,17 +411,17 @@ TITLE_SIZE = 11.5
 SUPTITLE_SIZE = 12.5
 
 
-def _style(lazy, **override):
+def _style(lazy: str, **override: Any) -> dict[str, Any]:
     style = dict(STYLE[lazy])
     style.update(override)
     return style
 
 
-def _sizes(family, quick):
+def _sizes(family: str, quick: bool) -> dict[str, int]:
     return (sweep_gen.QUICK if quick else sweep_gen.FULL)[family]
 
 
-def plot_kthread_share(plt, rows, quick):
+def plot_kthread_share(plt: ModuleType, rows: Sequence[dict[str, Any]], quick: bool) -> Any:
     """Two panels: CR3 writes per run in both modes (a count), and the share saved (%)."""
     fam = sweep_gen.KTHREAD_SHARE
     sizes = _sizes(fam, quick)
@@ -471,7 +482,7 @@ def plot_kthread_share(plt, rows, quick):
     return fig
 
 
-def plot_processes_per_cpu(plt, rows, quick):
+def plot_processes_per_cpu(plt: ModuleType, rows: Sequence[dict[str, Any]], quick: bool) -> Any:
     """Four panels, lazy TLB on/off x PCID modeled/off, all in CR3 loads per time slice: a bar per
     point, split into the loads that keep the TLB and the loads that flush it."""
     fam = sweep_gen.PROCESSES_PER_CPU
@@ -563,7 +574,7 @@ def plot_processes_per_cpu(plt, rows, quick):
     return fig
 
 
-def plot_ipis_vs_cpus(plt, rows, quick):
+def plot_ipis_vs_cpus(plt: ModuleType, rows: Sequence[dict[str, Any]], quick: bool) -> Any:
     """Four panels, one unit each: IPIs, IPIs per shootdown, CR3 writes, leave_mm calls."""
     fam = sweep_gen.IPIS_VS_CPUS
     sizes = _sizes(fam, quick)
@@ -574,13 +585,13 @@ def plot_ipis_vs_cpus(plt, rows, quick):
     (ax1, ax2), (ax3, ax4) = panels
     shootdowns = _constant([on[x]["shootdowns"] for x in xs] + [off[x]["shootdowns"] for x in xs])
 
-    def where(x):
+    def where(x: int) -> str:
         return f"at {x} CPU{'s' if x != 1 else ''}"
 
-    def column(key):
+    def column(key: str) -> dict[str, list[int]]:
         return {lazy: [by[x][key] for x in xs] for lazy, by in (("on", on), ("off", off))}
 
-    def both(ax, ys, label=""):
+    def both(ax: Any, ys: Mapping[str, Sequence[float]], label: str = "") -> None:
         for lazy in ("on", "off"):
             ax.plot(xs, ys[lazy], label=label + MODE_LABEL[lazy], **_style(lazy))
 
@@ -661,7 +672,7 @@ PLOTTERS = {
 }
 
 
-def import_pyplot():
+def import_pyplot() -> ModuleType:
     try:
         import matplotlib
     except ImportError:
@@ -673,13 +684,15 @@ def import_pyplot():
     return plt
 
 
-def write_outputs(out_dir, rows, columns, families, quick, plt, write_csv=True):
+def write_outputs(out_dir: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                  families: Sequence[Family], quick: bool, plt: ModuleType,
+                  write_csv: bool = True) -> list[str]:
     """Writes sweep.csv (unless write_csv is false) and each family's plot to temporary files
     in out_dir, then renames them all into place."""
     os.makedirs(out_dir, exist_ok=True)
-    temps = []  # (tmp, final)
+    temps: list[tuple[str, str]] = []  # (tmp, final)
 
-    def temp_for(name):
+    def temp_for(name: str) -> tuple[int, str]:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
         temps.append((tmp, os.path.join(out_dir, name)))
         return fd, tmp
@@ -714,7 +727,7 @@ def write_outputs(out_dir, rows, columns, families, quick, plt, write_csv=True):
 
 # ---- main -----------------------------------------------------------------------------------
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run the activemm parameter sweeps (docs/sweep.md): a CSV and PNG plots.")
     parser.add_argument("--out", default=None,

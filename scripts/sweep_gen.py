@@ -44,13 +44,15 @@ fork helpers "F<r>". Every scenario ends with one checkpoint and carries no chec
 steps: the sweep reads the counters from the report (activemm run --json).
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import random
 import sys
+from typing import Any, Callable, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from activemm_scenario import MAX_CPUS, Scenario  # noqa: E402
+from activemm_scenario import MAX_CPUS, Scenario
 
 KTHREAD_SHARE = "kthread-share"
 PROCESSES_PER_CPU = "processes-per-cpu"
@@ -75,17 +77,17 @@ QUICK = {
 }
 
 
-def _rng(family, value, seed):
+def _rng(family: str, value: int, seed: int) -> random.Random:
     return random.Random(f"{family}:{value}:{seed}")
 
 
-def _check_int(value, what, low, high):
+def _check_int(value: Any, what: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ValueError(f"{what} must be an integer between {low} and {high}, got {value!r}")
     return value
 
 
-def _emit_per_cpu(s, lists):
+def _emit_per_cpu(s: Scenario, lists: dict[int, list[dict[str, Any]]]) -> None:
     """Appends per-CPU step lists ({cpu: [step dict]}, all the same length) to `s`: in
     parallel blocks of BLOCK_STEPS steps per CPU when there are 2 or more CPUs, else as plain
     steps."""
@@ -101,7 +103,7 @@ def _emit_per_cpu(s, lists):
         s.parallel(block)
 
 
-def _processes_and_kworkers(s, processes_per_cpu):
+def _processes_and_kworkers(s: Scenario, processes_per_cpu: int) -> dict[int, list[str]]:
     """Spawns, CPU by CPU, `processes_per_cpu` processes "P<c>.<i>" (2 pages each) and then the
     kworker "K<c>"; returns {cpu: [the CPU's process names]}."""
     procs = {c: [f"P{c}.{i}" for i in range(processes_per_cpu)] for c in range(s.cpus)}
@@ -112,14 +114,15 @@ def _processes_and_kworkers(s, processes_per_cpu):
     return procs
 
 
-def _switch_step(cpu, task):
+def _switch_step(cpu: int, task: str | None) -> dict[str, Any]:
     """A run step, or an idle step for task None (the idle task)."""
     if task is None:
         return {"op": "idle", "cpu": cpu}
     return {"op": "run", "cpu": cpu, "task": task}
 
 
-def kthread_share(share_pct, seed, cpus=4, processes_per_cpu=3, switches_per_cpu=400):
+def kthread_share(share_pct: int, seed: int, cpus: int = 4, processes_per_cpu: int = 3,
+                  switches_per_cpu: int = 400) -> Scenario:
     """Family kthread-share: `share_pct` % of every CPU's switches go to a kernel thread."""
     _check_int(share_pct, "share_pct", 0, 100)
     _check_int(cpus, "cpus", 1, MAX_CPUS)
@@ -145,7 +148,7 @@ def kthread_share(share_pct, seed, cpus=4, processes_per_cpu=3, switches_per_cpu
     return s.checkpoint()
 
 
-def _rounds(rng, members, count):
+def _rounds(rng: random.Random, members: Sequence[str], count: int) -> list[str]:
     """`count` picks from `members`, in rounds that are each a random permutation; with 2 or
     more members no pick repeats the one before it."""
     out = []
@@ -159,7 +162,8 @@ def _rounds(rng, members, count):
     return out[:count]
 
 
-def processes_per_cpu(processes, seed, cpus=4, slices_per_cpu=192):
+def processes_per_cpu(processes: int, seed: int, cpus: int = 4,
+                      slices_per_cpu: int = 192) -> Scenario:
     """Family processes-per-cpu: `processes` processes per CPU take turns, each time slice
     followed by a switch to the kworker or to idle."""
     _check_int(processes, "processes", 1, MAX_PROCESSES_PER_CPU)
@@ -179,7 +183,7 @@ def processes_per_cpu(processes, seed, cpus=4, slices_per_cpu=192):
     return s.checkpoint()
 
 
-def ipis_vs_cpus(cpus, seed, rounds=40):
+def ipis_vs_cpus(cpus: int, seed: int, rounds: int = 40) -> Scenario:
     """Family ipis-vs-cpus: the threads of one process on `cpus` CPUs, with munmaps."""
     _check_int(cpus, "cpus", 1, MAX_CPUS)
     _check_int(rounds, "rounds", 1, 56)  # P's page entries: 4 + one per round, at most 64
@@ -192,7 +196,7 @@ def ipis_vs_cpus(cpus, seed, rounds=40):
     for c in range(cpus):
         s.kthread(f"K{c}")
         s.spawn(f"Q{c}", pages=2)
-    current = list(thread)
+    current: list[str | None] = list(thread)
     for c in range(cpus):
         s.run(c, thread[c])
     for r in range(rounds):
@@ -224,14 +228,14 @@ def ipis_vs_cpus(cpus, seed, rounds=40):
     return s.checkpoint()
 
 
-GENERATORS = {
+GENERATORS: dict[str, Callable[..., Scenario]] = {
     KTHREAD_SHARE: kthread_share,
     PROCESSES_PER_CPU: processes_per_cpu,
     IPIS_VS_CPUS: ipis_vs_cpus,
 }
 
 
-def generate(family, value, seed=1, quick=False):
+def generate(family: str, value: int, seed: int = 1, quick: bool = False) -> Scenario:
     """The scenario of one sweep point, with the FULL (or QUICK) sizes of its family."""
     if family not in GENERATORS:
         raise ValueError(f"unknown family {family!r} (families: {', '.join(FAMILIES)})")
@@ -239,7 +243,7 @@ def generate(family, value, seed=1, quick=False):
     return GENERATORS[family](value, seed, **sizes)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Print the scenario of one sweep point (scripts/sweep.py) as JSON.")
     parser.add_argument("family", choices=FAMILIES)
