@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "shared/mm_abi.h"
+#include "tests/fuzz/fuzz_input.h"
 #include "vmm/kvm/kvm_host.h"
 #include "vmm/replay/replay.h"
 #include "vmm/replay/replay_plan.h"
@@ -24,24 +25,6 @@
 #include "vmm/tools/timeline.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
-
-std::vector<std::string_view> Split(std::string_view text, size_t n) {
-  std::vector<std::string_view> parts;
-  while (parts.size() + 1 < n) {
-    size_t nul = text.find('\0');
-    if (nul == std::string_view::npos) break;
-    parts.push_back(text.substr(0, nul));
-    text.remove_prefix(nul + 1);
-  }
-  parts.push_back(text);
-  parts.resize(n);
-  return parts;
-}
 
 void CheckPlan(const activemm::ReplayPlan& plan, const activemm::TraceDir& dir) {
   namespace abi = activemm::abi;
@@ -80,7 +63,7 @@ void CheckPlan(const activemm::ReplayPlan& plan, const activemm::TraceDir& dir) 
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const std::vector<std::string_view> files = Split(input, 4);
+  const std::vector<std::string_view> files = activemm::fuzz::SplitInput(input, 4);
   absl::StatusOr<activemm::TraceDir> dir =
       activemm::ParseTraceDir("fuzz", files[0], files[1], files[2], files[3]);
   if (!dir.ok()) return 0;

@@ -14,14 +14,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "shared/mm_abi.h"
+#include "tests/fuzz/fuzz_input.h"
 #include "vmm/model/scenario.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 void CheckScenario(const activemm::Scenario& sc, const activemm::CompileOptions& options) {
   using activemm::abi::StepOp;

@@ -14,29 +14,10 @@
 
 #include "absl/status/statusor.h"
 #include "shared/abi.h"
+#include "tests/fuzz/fuzz_input.h"
 #include "vmm/replay/trace.h"
 
 namespace {
-
-// A broken promise is a crash, which libFuzzer reports with the input.
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
-
-// Up to `n` NUL-separated parts; the last holds the rest.
-std::vector<std::string_view> Split(std::string_view text, size_t n) {
-  std::vector<std::string_view> parts;
-  while (parts.size() + 1 < n) {
-    size_t nul = text.find('\0');
-    if (nul == std::string_view::npos) break;
-    parts.push_back(text.substr(0, nul));
-    text.remove_prefix(nul + 1);
-  }
-  parts.push_back(text);
-  parts.resize(n);
-  return parts;
-}
 
 int CountLines(std::string_view text) {
   int n = 0;
@@ -82,7 +63,7 @@ void CheckTrace(const activemm::Trace& t, int lines) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const std::vector<std::string_view> files = Split(input, 4);
+  const std::vector<std::string_view> files = activemm::fuzz::SplitInput(input, 4);
 
   const activemm::Trace trace = activemm::ParseTrace(files[0]);
   CheckTrace(trace, CountLines(files[0]));
