@@ -3,6 +3,7 @@
 #include "guest/arch/descriptors.h"
 #include "guest/arch/hypercall.h"
 #include "guest/arch/percpu.h"
+#include "guest/arch/tlb_probe.h"
 #include "guest/kernel/model.h"
 #include "guest/mm/kernel_map.h"
 #include "guest/mm/page_alloc.h"
@@ -61,6 +62,9 @@ extern "C" [[noreturn]] void guest_main(uint64_t cpu_index, const abi::BootParam
     GUEST_CHECK_VALUES(params->mem_bytes > image_end_pa, 2, params->mem_bytes, image_end_pa);
     PageAllocInit(image_end_pa, params->mem_bytes);
     guest_info->swapper_pgd_pa = BuildSwapperPgd(params->mem_bytes, image_end_pa);
+    // Before any other CPU loads init_mm: the probe maps a page in its user half for a moment.
+    WriteCr3(x86::Cr3::Make(guest_info->swapper_pgd_pa, 0, false));
+    guest_info->tlb_probe = static_cast<uint32_t>(ProbeStaleTlb(guest_info->swapper_pgd_pa));
   }
   // The other CPUs wait in the host (no spinning) until CPU 0 has built the IDT and init_mm.
   Checkpoint(abi::kCheckpointKernelTables);

@@ -79,6 +79,9 @@ VOLATILE = [
     (re.compile(r'"kvm": \{.*?\n    \}', re.S), '"kvm": KVM'),
     # A quirk of emulated hosts (docs/hosts.md), counted when it happens.
     (re.compile(r'"interrupts_in_sti_shadow": \d+'), '"interrupts_in_sti_shadow": N'),
+    # What the boot probe sees of the host's TLB (docs/hosts.md): a property of the host kind.
+    (re.compile(r"^TLB: .*$", re.M), "TLB: HOST"),
+    (re.compile(r'"stale_tlb": "[a-z ]+"'), '"stale_tlb": HOST'),
     (re.compile(r"^host quirk: .*\n", re.M), ""),
     # `run` with --pcid=auto loads real PCIDs where the host has them: the same decisions.
     (re.compile(r"PCID hardware \("), "PCID modeled ("),

@@ -110,6 +110,15 @@ inline constexpr uint64_t kBootScratchBytes = 2ull << 20;
 inline constexpr uint32_t kBootFillByHost = 1;
 
 // ---- Guest facts (guest -> host) ---------------------------------------------------------------
+// What the boot-time TLB probe saw (guest/arch/tlb_probe.cc): after a PTE changed from page A
+// to page B with no flush, did a read still return A?
+enum class TlbProbe : uint32_t {
+  kNotRun = 0,
+  kNotObservable = 1,  // the read returned B: this host's MMU keeps no stale translation
+  kObservable = 2,     // the read returned A: a missed flush leaves a stale entry a read sees
+  kInconclusive = 3,   // the first read was not A, or the read after INVLPG not B
+};
+
 struct GuestInfo {
   uint32_t abi_version;  // the guest's kAbiVersion, written at its first hypercall
   uint32_t cpus_online;
@@ -118,8 +127,10 @@ struct GuestInfo {
   uint64_t alloc_end_pa;    // end of RAM
   uint64_t pages_allocated;
   uint64_t pages_freed;
+  uint32_t tlb_probe;  // TlbProbe, written by CPU 0 at boot
+  uint32_t reserved;
 };
-static_assert(sizeof(GuestInfo) == 48);
+static_assert(sizeof(GuestInfo) == 56);
 static_assert(offsetof(GuestInfo, swapper_pgd_pa) == 8);
 
 // ---- Hypercalls --------------------------------------------------------------------------------

@@ -327,6 +327,15 @@ inline constexpr uint64_t kProgramRecordsPa = kProgramStepsPa + kProgramWindow *
 static_assert((kProgramWindow & (kProgramWindow - 1)) == 0);
 static_assert(sizeof(ScenarioHeader) <= kProgramStepsPa - kScenarioPa);
 static_assert(kProgramRecordsPa + kProgramWindow * sizeof(StepRecord) <= kImageLoadPa);
+
+// The boot-time TLB probe's pages (guest/arch/tlb_probe.cc), between the program window and the
+// image: two data pages and the PDPT, PD and PT that map kTlbProbeVa in init_mm for a moment.
+// Nothing else writes them, so they are zero, as the VM's fresh RAM is, until the probe runs.
+inline constexpr uint64_t kTlbProbePa = 0x1f0000;
+inline constexpr uint64_t kTlbProbePages = 5;
+inline constexpr uint64_t kTlbProbeVa = 0x40000000;  // PML4 0, PDPT 1, PD 0, PT 0: user half
+static_assert(kProgramRecordsPa + kProgramWindow * sizeof(StepRecord) <= kTlbProbePa);
+static_assert(kTlbProbePa + kTlbProbePages * 4096 <= kImageLoadPa);
 static_assert(kMailboxPa + kMaxCpus * kMailboxSize <= kScenarioPa);
 // The longest program the host accepts: its steps and records are kept in host memory
 // (96 bytes a step, 3 GiB at the limit).

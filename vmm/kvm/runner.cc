@@ -140,8 +140,45 @@ RunResult Runner::Run() {
                                           log_dropped_, kMaxLogLines));
   }
   result_.vcpus = state_;
+  // Guest memory, so checked: a value no probe writes reads as inconclusive.
+  if (absl::StatusOr<abi::GuestInfo> info = vm_.memory().Read<abi::GuestInfo>(abi::kGuestInfoPa);
+      info.ok() && info->tlb_probe <= static_cast<uint32_t>(abi::TlbProbe::kInconclusive)) {
+    result_.tlb_probe = static_cast<abi::TlbProbe>(info->tlb_probe);
+  } else {
+    result_.tlb_probe = abi::TlbProbe::kInconclusive;
+  }
   result_.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result_;
+}
+
+const char* TlbProbeName(abi::TlbProbe p) {
+  switch (p) {
+    case abi::TlbProbe::kNotRun:
+      return "not run";
+    case abi::TlbProbe::kNotObservable:
+      return "not observable";
+    case abi::TlbProbe::kObservable:
+      return "observable";
+    case abi::TlbProbe::kInconclusive:
+      return "inconclusive";
+  }
+  return "inconclusive";
+}
+
+std::string TlbProbeSummary(abi::TlbProbe p) {
+  switch (p) {
+    case abi::TlbProbe::kObservable:
+      return "TLB: stale translations observable here (at boot, a read after a PTE change with "
+             "no flush still returned the old page)";
+    case abi::TlbProbe::kNotObservable:
+      return "TLB: stale translations not observable here (at boot, a read after a PTE change "
+             "with no flush returned the new page)";
+    case abi::TlbProbe::kInconclusive:
+      return "TLB: the boot probe of stale translations was inconclusive";
+    case abi::TlbProbe::kNotRun:
+      break;
+  }
+  return "TLB: the boot probe of stale translations did not run";
 }
 
 std::string Runner::WatchdogReport() {

@@ -125,7 +125,15 @@ struct RunResult {
   // the run added to each, summed over the vCPUs; empty where KVM has no binary statistics.
   std::map<std::string, uint64_t> kvm_stats;
   GuestProfile profile;  // with RunOptions::profile_hz
+  // What the guest's boot-time TLB probe saw (GuestInfo::tlb_probe): whether a stale
+  // translation is observable on this host, measured, not assumed from its kind.
+  abi::TlbProbe tlb_probe = abi::TlbProbe::kNotRun;
 };
+
+// "observable", "not observable", "inconclusive", "not run": the JSON names.
+const char* TlbProbeName(abi::TlbProbe p);
+// The line reports print: "TLB: stale translations observable here (...)".
+std::string TlbProbeSummary(abi::TlbProbe p);
 
 class Runner {
  public:

@@ -101,6 +101,7 @@ std::string FormatRunReport(const ScenarioReport& r, const KvmHost& host) {
   out += CounterTable(r);
   out += fmt::format("steps: {}/{} executed in {:.2f} s\n", r.steps_done, r.steps_total,
                      r.run.seconds);
+  out += TlbProbeSummary(r.run.tlb_probe) + "\n";
   if (r.run.profile.hz > 0) out += FormatProfile(r.run.profile) + "\n";
   if (!r.mms.empty()) {
     // Live mms by name; freed ones only counted (a stress run frees thousands).
@@ -267,6 +268,7 @@ nlohmann::json RunJson(const ScenarioReport& r) {
               {"steps_done", r.steps_done},
               {"steps_total", r.steps_total},
               {"interrupts_in_sti_shadow", r.shadow_interrupts},
+              {"stale_tlb", TlbProbeName(r.run.tlb_probe)},
               {"verifications", r.verifications},
               {"verify_seconds", r.verify_seconds},
               {"kvm", r.run.kvm_stats}};

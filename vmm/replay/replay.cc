@@ -419,6 +419,7 @@ std::string ReplayJson(const TraceDir& dir, const ReplayResult& r, const KvmHost
                 {"cr3_writes_flush", r.report.totals.cr3_writes_flush},
                 {"ipis_sent", r.report.totals.ipis_sent},
                 {"context_switches", r.report.totals.context_switches},
+                {"stale_tlb", TlbProbeName(r.report.run.tlb_probe)},
                 {"kvm", r.report.run.kvm_stats}};
   // What the replay cost against what it replays: the traced span (first to last event) and
   // the host's own phases.

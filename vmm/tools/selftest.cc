@@ -259,6 +259,7 @@ std::string FormatSelftestSummary(const SelftestResult& r, const VmConfig& confi
         "selftest passed in {:.2f} s: {}/{} CPUs reported in, {} IPIs delivered, {} ring-3 round "
         "trips, {} user pages verified by host page-table walks\n",
         r.run.seconds, r.cpus.size(), config.cpus, ipis, r.cpus.size(), pages);
+    out += TlbProbeSummary(r.run.tlb_probe) + "\n";
   } else {
     out += fmt::format("selftest FAILED ({}) after {:.2f} s:\n{}\n", OutcomeName(r.run.outcome),
                        r.run.seconds, r.run.report);
