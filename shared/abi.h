@@ -80,6 +80,8 @@ enum class Inject : uint32_t {
   kPanic = 4,        // CPU 0 fails a GUEST_CHECK
   kVerifyStorm = 5,  // every CPU asks the host to verify, all at once, many times
 };
+// The last value: selftest's --inject table (vmm/cli/flags.h) must name every one up to it.
+inline constexpr Inject kLastInject = Inject::kVerifyStorm;
 
 struct BootParams {
   uint64_t magic;  // kBootMagic

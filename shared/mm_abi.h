@@ -264,6 +264,8 @@ enum class MmBug : uint32_t {
   kHostileFlood = 23,      // hypercalls (log, hello, mark, verify) in a loop, no step done
   kHostileFill = 24,       // a fill hypercall for a range that wraps past 2^64
 };
+// The last value: --inject's table (vmm/cli/flags.h) must name every one up to it.
+inline constexpr MmBug kLastMmBug = MmBug::kHostileFill;
 inline constexpr bool IsHostile(MmBug b) {
   return b >= MmBug::kHostileTaskIndex && b <= MmBug::kHostileFill;
 }

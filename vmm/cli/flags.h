@@ -91,6 +91,18 @@ inline constexpr Named<abi::MmBug> kMmBugs[] = {
      "a fill hypercall for a range that wraps past the end of the address space", true},
 };
 
+// A table that names every value of its enum, each once, in the enum's order, up to `last`: the
+// ABI's enum and the names users type cannot drift apart.
+template <typename T, size_t N>
+constexpr bool NamesEveryValueInOrder(const Named<T> (&table)[N], T last) {
+  for (size_t i = 0; i < N; ++i) {
+    if (static_cast<size_t>(table[i].value) != i) return false;
+  }
+  return N == static_cast<size_t>(last) + 1;
+}
+static_assert(NamesEveryValueInOrder(kSelftestInjects, abi::kLastInject));
+static_assert(NamesEveryValueInOrder(kMmBugs, abi::kLastMmBug));
+
 // --lazy-tlb (shared/mm_abi.h LazyMode).
 inline constexpr Named<abi::LazyMode> kLazyModes[] = {
     {"on", abi::LazyMode::kOn,
