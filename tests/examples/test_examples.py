@@ -119,7 +119,7 @@ def test_the_docs_samples_are_what_the_tool_prints(kvm):
 
 
 def test_doc_samples_ignores_only_what_differs_between_hosts():
-    import doc_samples
+    from activemm import doc_samples
     without = ("totals | PCID modeled | PCID off\n"
                "CR3 writes | 5 5 7 | 5 5 7\n"
                "lazy on, PCID modeled: expectations: 6 passed\n")

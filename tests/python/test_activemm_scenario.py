@@ -16,8 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPTS = os.path.join(ROOT, "scripts")
 SCENARIOS = os.path.join(SCRIPTS, "scenarios")
 
-import activemm_scenario as lib
-from activemm_scenario import Scenario
+from activemm import scenario as lib
+from activemm.scenario import Scenario
 from pytest_helpers import MODEL_OP_FIELDS, PYTHON
 
 # The fields each op may carry (docs/scenarios.md); anything else is an error in the tool.

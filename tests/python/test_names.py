@@ -10,9 +10,9 @@ import os
 import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import activemm_scenario
+from activemm import scenario as activemm_scenario
 import pytest_helpers
-import sweep
+from activemm import sweep
 
 
 def read(path: str) -> str:

@@ -28,9 +28,8 @@ SWEEP = os.path.join(SCRIPTS, "sweep.py")
 GEN = os.path.join(SCRIPTS, "sweep_gen.py")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-import sweep
-import sweep_gen
-from activemm_scenario import COUNTER_NAMES
+from activemm import sweep, sweep_gen
+from activemm.scenario import COUNTER_NAMES
 from pytest_helpers import PYTHON, kvm
 
 EXPECTED_COLUMNS = list(sweep.BASE_COLUMNS) + list(COUNTER_NAMES)

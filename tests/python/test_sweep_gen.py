@@ -19,8 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPTS = os.path.join(ROOT, "scripts")
 GEN = os.path.join(SCRIPTS, "sweep_gen.py")
 
-import sweep
-import sweep_gen
+from activemm import sweep, sweep_gen
 from pytest_helpers import PYTHON, assert_usage_error
 from test_stress_gen import Invalid, model_steps, replay
 
