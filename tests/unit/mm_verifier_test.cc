@@ -33,8 +33,8 @@ constexpr uint64_t kInitPgd = 0x1000;
 constexpr uint64_t kPgdA = 0x2000;
 constexpr uint64_t kPgdB = 0x3000;
 constexpr uint64_t kDataPage = 0x4000;
-constexpr int32_t kA = 1, kB = 2;                      // mm slots
-constexpr int32_t kIdle1 = 1, kTaskA = 2;              // tasks (0 and 1 are the idle tasks)
+constexpr int32_t kA = 1, kB = 2;          // mm slots
+constexpr int32_t kIdle1 = 1, kTaskA = 2;  // tasks (0 and 1 are the idle tasks)
 constexpr int32_t kTaskB = 3, kKthread = 4;
 
 // Two CPUs on their idle tasks, which borrow init_mm; processes A and B each with an mm of its
