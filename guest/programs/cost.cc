@@ -153,14 +153,16 @@ template <CostCase c>
   }
 }
 
+// Every case reaches its loop through the same instructions (an indexed call), so the empty
+// loop subtracts the dispatch exactly: a chain of compares costs each case a different number,
+// and clang's layout of it put one more instruction before the CR3 loop than the empty one.
 void FloorLoop(CostCase c) {
-  if (c == CostCase::kBareCr3Write) {
-    FloorLoop<CostCase::kBareCr3Write>();
-  } else if (c == CostCase::kBareStackSwitch) {
-    FloorLoop<CostCase::kBareStackSwitch>();
-  } else {
-    FloorLoop<CostCase::kFloorEmpty>();
-  }
+  static constexpr void (*kLoops[])() = {FloorLoop<CostCase::kFloorEmpty>,
+                                         FloorLoop<CostCase::kBareCr3Write>,
+                                         FloorLoop<CostCase::kBareStackSwitch>};
+  const uint32_t i = static_cast<uint32_t>(c) - static_cast<uint32_t>(CostCase::kFloorEmpty);
+  GUEST_CHECK_VALUES(i < 3, 1, uint64_t{i});
+  kLoops[i]();
 }
 
 void MeasureFloor() {

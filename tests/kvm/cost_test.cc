@@ -84,10 +84,8 @@ TEST_F(CostTest, EveryCaseIsMeasuredInBothModes) {
     if (f.which == abi::CostCase::kBareStackSwitch) {
       EXPECT_GE(f.instructions, 15) << CostCaseName(f.which);
     } else {
-      // One MOV CR3 per operation; a compiler may lay the loop of kFloorOps out with an
-      // instruction more than the empty loop (clang: 33 per 32), never with one more per write.
       EXPECT_GT(f.instructions, 0.5) << CostCaseName(f.which);
-      EXPECT_LE(f.instructions, 1.0 + 1.0 / abi::kFloorOps) << CostCaseName(f.which);
+      EXPECT_LE(f.instructions, 1.0) << CostCaseName(f.which);
     }
   }
   EXPECT_THAT(table, HasSubstr("bare stack switch"));
