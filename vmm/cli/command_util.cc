@@ -126,10 +126,10 @@ abi::LazyMode LazyModeFlag(const ParsedCommandLine& cl, abi::LazyMode default_mo
   return lazy.empty() ? default_mode : Lookup(kLazyModes, lazy);
 }
 
-absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, ScenarioRunOptions* ro) {
+absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, abi::PcidMode* pcid) {
   absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(cl.String("kvm"));
   if (kvm.ok() && cl.String("pcid") == "auto" && (*kvm)->HasPcid()) {
-    ro->pcid = abi::PcidMode::kHardware;
+    *pcid = abi::PcidMode::kHardware;
   }
   return kvm;
 }

@@ -54,8 +54,8 @@ bool ShowProgress(const ParsedCommandLine& cl);
 std::string ParseModelFlags(const ParsedCommandLine& cl, ScenarioRunOptions* ro);
 // --lazy-tlb, else `default_mode`.
 abi::LazyMode LazyModeFlag(const ParsedCommandLine& cl, abi::LazyMode default_mode);
-// /dev/kvm (or --kvm); with --pcid=auto on a CPU with PCID, `ro` is set to real PCIDs.
-absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, ScenarioRunOptions* ro);
+// /dev/kvm (or --kvm); with --pcid=auto on a CPU with PCID, `*pcid` becomes real PCIDs.
+absl::StatusOr<std::unique_ptr<Kvm>> OpenKvm(const ParsedCommandLine& cl, abi::PcidMode* pcid);
 
 }  // namespace activemm
 

@@ -28,11 +28,8 @@ int CostCommand(const ParsedCommandLine& cl) {
   const std::string pcid = cl.String("pcid");
   if (pcid == "off") o.pcid = abi::PcidMode::kOff;
   if (cl.Has("lazy-tlb")) o.modes = {LazyModeFlag(cl, abi::LazyMode::kOn)};
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = Kvm::Open(cl.String("kvm"));
-  if (!kvm.ok()) {
-    return NoKvm(kvm.status());
-  }
-  if (pcid == "auto" && (*kvm)->HasPcid()) o.pcid = abi::PcidMode::kHardware;
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &o.pcid);
+  if (!kvm.ok()) return NoKvm(kvm.status());
   absl::StatusOr<CostReport> r = RunCostBenchmark(**kvm, o);
   if (InterruptSignal() != 0) return Interrupted();
   if (!r.ok()) {

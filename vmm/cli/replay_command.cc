@@ -32,8 +32,7 @@ int ReplayCommand(const ParsedCommandLine& cl) {
   o.run.profile_hz = static_cast<int>(cl.Int("profile"));
   o.run.record_step_state = !cl.String("timeline").empty();
   o.plan.verify_every_step = cl.String("verify") == "every-step";
-  // The step loop's test hooks fire only between steps run one at a time.
-  o.plan.parallel_blocks = cl.String("parallel") == "on" && o.run.bug < abi::MmBug::kSlowSteps;
+  o.plan.parallel_blocks = cl.String("parallel") == "on";
   const int explain = static_cast<int>(cl.Int("explain"));
   const auto parse_start = std::chrono::steady_clock::now();
   absl::StatusOr<TraceDir> dir = LoadTraceDir(dir_path);
@@ -41,7 +40,7 @@ int ReplayCommand(const ParsedCommandLine& cl) {
   const double parse_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - parse_start).count();
 
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &o.run);
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &o.run.pcid);
   if (!kvm.ok()) {
     return NoKvm(kvm.status());
   }

@@ -204,7 +204,7 @@ int ScenarioCommand(const ParsedCommandLine& cl) {
   absl::StatusOr<Scenario> sc = CompileScenario(*text, path.empty() ? "built-in" : path, co);
   if (!sc.ok()) return InputError(std::string(sc.status().message()));
 
-  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &ro);
+  absl::StatusOr<std::unique_ptr<Kvm>> kvm = OpenKvm(cl, &ro.pcid);
   if (!kvm.ok()) {
     return NoKvm(kvm.status());
   }

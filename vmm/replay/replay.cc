@@ -112,7 +112,11 @@ absl::StatusOr<ReplayResult> RunReplay(const Kvm& kvm, const TraceDir& dir,
                                        const ReplayOptions& options) {
   ReplayResult r;
   const auto plan_start = std::chrono::steady_clock::now();
-  absl::StatusOr<ReplayPlan> plan = PlanReplay(dir, options.plan);
+  ReplayPlanOptions plan_options = options.plan;
+  // The step loop's test hooks (MmBug from kSlowSteps on) fire only between steps run one at a
+  // time: with one planted, no parallel blocks.
+  if (options.run.bug >= abi::MmBug::kSlowSteps) plan_options.parallel_blocks = false;
+  absl::StatusOr<ReplayPlan> plan = PlanReplay(dir, plan_options);
   if (!plan.ok()) return plan.status();
   r.plan = *std::move(plan);
   const auto start = std::chrono::steady_clock::now();
